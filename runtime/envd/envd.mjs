@@ -1,0 +1,240 @@
+// envd: the agent inside every snapfn sandbox.
+//
+// It runs as the sandbox's only process (PID 1 of the container), loads the
+// function bundle once, and serves invocations one at a time over a Unix
+// socket that the HOST listens on and envd dials out to. Why dial out: a host
+// socket bind-mounted into the sandbox is the one channel that survives a
+// gVisor checkpoint/restore with no extra call (stdio only re-attaches
+// partially, and a listener inside the sandbox cannot be open at checkpoint).
+// The restored sandbox sees a different host directory at the same mount
+// point, so every sandbox has its own socket without envd knowing about it.
+//
+// Plain JavaScript with no dependencies: it is copied verbatim into the base
+// root filesystem and its hash is part of every template id.
+
+import net from 'node:net';
+import fs from 'node:fs';
+import { Buffer } from 'node:buffer';
+import { randomUUID } from 'node:crypto';
+
+const SOCKET_PATH = process.env.SNAPFN_ENVD_SOCKET ?? '/run/snapfn/envd.sock';
+const HANDLER_PATH = process.env.SNAPFN_HANDLER ?? '/fn/handler.mjs';
+const MAX_LOG_BYTES = Number(process.env.SNAPFN_MAX_LOG_BYTES ?? 64 * 1024);
+// Poll interval while waiting for the host's socket to appear (after boot and
+// after every restore). A stat is cheap; a pending connect() at checkpoint
+// time is not (it makes the checkpoint fail), so envd only dials once the
+// socket file exists.
+const DIAL_POLL_MS = 1;
+
+const bootId = randomUUID();
+const baseEnv = { ...process.env };
+let connectCount = 0;
+let invocations = 0;
+
+// ---- stdout/stderr capture, per invocation --------------------------------
+
+/** @type {{logs: {stream: string, text: string, t: number}[], bytes: number, truncated: boolean, start: number} | null} */
+let capture = null;
+const realWrite = {
+  stdout: process.stdout.write.bind(process.stdout),
+  stderr: process.stderr.write.bind(process.stderr),
+};
+
+function captureWrite(stream) {
+  return (chunk, encoding, callback) => {
+    const text = typeof chunk === 'string' ? chunk : Buffer.from(chunk).toString('utf8');
+    if (capture) {
+      if (capture.bytes + text.length > MAX_LOG_BYTES) {
+        const room = Math.max(0, MAX_LOG_BYTES - capture.bytes);
+        if (room > 0) capture.logs.push({ stream, text: text.slice(0, room), t: performance.now() - capture.start });
+        capture.bytes = MAX_LOG_BYTES;
+        capture.truncated = true;
+      } else {
+        capture.bytes += text.length;
+        capture.logs.push({ stream, text, t: performance.now() - capture.start });
+      }
+    } else {
+      realWrite[stream](chunk, encoding);
+    }
+    const cb = typeof encoding === 'function' ? encoding : callback;
+    if (typeof cb === 'function') cb();
+    return true;
+  };
+}
+process.stdout.write = captureWrite('stdout');
+process.stderr.write = captureWrite('stderr');
+
+// A handler's stray background failure must not take envd down: it is
+// reported as stderr of whatever invocation is running (or the boot log).
+process.on('uncaughtException', (err) => {
+  process.stderr.write(`uncaught exception: ${err?.stack ?? err}\n`);
+});
+process.on('unhandledRejection', (err) => {
+  process.stderr.write(`unhandled rejection: ${err?.stack ?? err}\n`);
+});
+
+// ---- loading the handler --------------------------------------------------
+
+let handler = null;
+let handlerConfig = null;
+let loadError = null;
+try {
+  const mod = await import(HANDLER_PATH);
+  handler = mod.default;
+  handlerConfig = mod.config === undefined ? null : JSON.parse(JSON.stringify(mod.config));
+  if (typeof handler !== 'function') loadError = { code: 'invalid_handler', message: `the default export is ${handler === undefined ? 'missing' : `a ${typeof handler}`}, not a function` };
+} catch (err) {
+  loadError = { code: 'load_failed', message: String(err?.message ?? err), stack: err?.stack };
+}
+
+// ---- invocations ----------------------------------------------------------
+
+function errorOf(err, code = 'handler_error') {
+  if (err instanceof Error) return { code, message: err.message, name: err.name, stack: err.stack };
+  return { code, message: String(err) };
+}
+
+function toRequest(wire) {
+  const hasBody = wire.bodyBase64 !== undefined && wire.method !== 'GET' && wire.method !== 'HEAD';
+  return new Request(wire.url, {
+    method: wire.method,
+    headers: wire.headers,
+    body: hasBody ? Buffer.from(wire.bodyBase64, 'base64') : undefined,
+  });
+}
+
+async function toWireResponse(value) {
+  if (value instanceof Response) {
+    const body = Buffer.from(await value.arrayBuffer());
+    return { status: value.status, headers: [...value.headers], bodyBase64: body.toString('base64') };
+  }
+  if (value === undefined) return { status: 204, headers: [], bodyBase64: '' };
+  const json = JSON.stringify(value);
+  if (json === undefined) throw Object.assign(new Error(`handler returned a ${typeof value}, which is not JSON-serializable`), { code: 'invalid_response' });
+  return {
+    status: 200,
+    headers: [['content-type', 'application/json; charset=utf-8']],
+    bodyBase64: Buffer.from(json).toString('base64'),
+  };
+}
+
+async function invoke(msg) {
+  invocations++;
+  process.env = { ...baseEnv, ...msg.env };
+  capture = { logs: [], bytes: 0, truncated: false, start: performance.now() };
+  let timer;
+  try {
+    if (!handler) return { ok: false, error: loadError };
+    // The host kills the whole sandbox at the hard deadline; this softer one
+    // turns a handler stuck on a promise into a clean error first.
+    const timeout = new Promise((_, reject) => {
+      timer = setTimeout(() => reject(Object.assign(new Error(`handler did not finish within ${msg.timeoutMs} ms`), { code: 'timeout' })), msg.timeoutMs);
+    });
+    const value = await Promise.race([Promise.resolve().then(() => handler(toRequest(msg.request))), timeout]);
+    const response = await Promise.race([toWireResponse(value), timeout]);
+    return { ok: true, response };
+  } catch (err) {
+    const code = err?.code === 'timeout' || err?.code === 'invalid_response' ? err.code : 'handler_error';
+    return { ok: false, error: errorOf(err, code) };
+  } finally {
+    clearTimeout(timer);
+    const c = capture;
+    capture = null;
+    lastCapture = c;
+  }
+}
+let lastCapture = null;
+
+// ---- the host channel -----------------------------------------------------
+
+function send(socket, obj) {
+  socket.write(JSON.stringify(obj) + '\n');
+}
+
+async function handle(socket, msg) {
+  switch (msg.type) {
+    case 'ping':
+      send(socket, { type: 'pong', id: msg.id, invocations, rssBytes: process.memoryUsage.rss() });
+      return;
+    case 'invoke': {
+      const outcome = await invoke(msg);
+      send(socket, { type: 'result', id: msg.id, outcome: { ...outcome, logs: lastCapture.logs, logsTruncated: lastCapture.truncated } });
+      return;
+    }
+    case 'warmup': {
+      // Exercise envd's own request/response path so the snapshot holds it
+      // compiled. The user's handler is deliberately NOT called: whatever a
+      // warm-up invocation left behind (globals, /tmp files) would be in
+      // every sandbox restored from this template.
+      for (let i = 0; i < 20; i++) {
+        const req = toRequest({ method: 'POST', url: 'http://localhost/__snapfn/warm?i=' + i, headers: [['content-type', 'application/json']], bodyBase64: Buffer.from('{"warm":true}').toString('base64') });
+        await req.json();
+        await toWireResponse({ warm: true, i });
+        await toWireResponse(new Response('warm', { headers: { 'x-warm': '1' } }));
+      }
+      send(socket, { type: 'warmed', id: msg.id });
+      return;
+    }
+    case 'prepare-checkpoint':
+      // Close our side and go back to polling for the socket file: the next
+      // connect happens in whichever sandbox is restored from this image.
+      send(socket, { type: 'checkpoint-ready', id: msg.id });
+      socket.end(() => socket.destroy());
+      return;
+    default:
+      send(socket, { type: 'error', id: msg.id, error: { code: 'unknown_message', message: `unknown message type ${msg.type}` } });
+  }
+}
+
+function serve(socket) {
+  let buffered = '';
+  let chain = Promise.resolve();
+  socket.setEncoding('utf8');
+  socket.on('data', (data) => {
+    buffered += data;
+    let nl;
+    while ((nl = buffered.indexOf('\n')) >= 0) {
+      const line = buffered.slice(0, nl);
+      buffered = buffered.slice(nl + 1);
+      if (!line) continue;
+      let msg;
+      try {
+        msg = JSON.parse(line);
+      } catch {
+        continue;
+      }
+      // One invocation at a time: messages are handled strictly in order.
+      chain = chain.then(() => handle(socket, msg)).catch((err) => realWrite.stderr(`envd: ${err?.stack ?? err}\n`));
+    }
+  });
+  socket.on('close', () => waitForHost());
+  socket.on('error', () => {});
+}
+
+function waitForHost() {
+  if (!fs.existsSync(SOCKET_PATH)) {
+    setTimeout(waitForHost, DIAL_POLL_MS);
+    return;
+  }
+  const socket = net.connect(SOCKET_PATH);
+  socket.once('connect', () => {
+    connectCount++;
+    send(socket, {
+      type: 'hello',
+      bootId,
+      connectCount,
+      invocations,
+      handlerType: typeof handler,
+      handlerConfig,
+      loadError,
+      nodeVersion: process.version,
+    });
+    serve(socket);
+  });
+  socket.once('error', () => {
+    socket.destroy();
+    setTimeout(waitForHost, DIAL_POLL_MS);
+  });
+}
+
+waitForHost();

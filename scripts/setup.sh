@@ -1,0 +1,29 @@
+#!/usr/bin/env bash
+# Installs what snapfn needs on a fresh Debian machine; fast no-op when it is all there.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+need=()
+command -v runsc >/dev/null 2>&1 || need+=(runsc)
+command -v redis-server >/dev/null 2>&1 || need+=(redis-server)
+command -v ip >/dev/null 2>&1 || need+=(iproute2)
+command -v iptables >/dev/null 2>&1 || need+=(iptables)
+command -v unshare >/dev/null 2>&1 || need+=(util-linux)
+if [ ${#need[@]} -gt 0 ]; then
+  echo "setup: installing ${need[*]} (apt)" >&2
+  export DEBIAN_FRONTEND=noninteractive
+  apt-get update -qq >&2
+  # policy-rc.d keeps the redis-server package from starting a system-wide Redis: snapfn runs its own.
+  printf '#!/bin/sh\nexit 101\n' > /usr/sbin/policy-rc.d && chmod +x /usr/sbin/policy-rc.d
+  apt-get install -y -qq --no-install-recommends "${need[@]}" >&2
+  rm -f /usr/sbin/policy-rc.d
+fi
+
+# npm ci only when the lockfile changed since the last install.
+stamp=node_modules/.snapfn-lock-hash
+want=$(sha256sum package-lock.json | cut -d' ' -f1)
+if [ ! -f "$stamp" ] || [ "$(cat "$stamp")" != "$want" ]; then
+  echo "setup: npm ci" >&2
+  npm ci --no-audit --no-fund --loglevel=error >&2
+  echo "$want" > "$stamp"
+fi

@@ -1,0 +1,52 @@
+import type { FunctionConfig } from '../schemas/function-config.ts';
+import type { InvocationOutcome, WireRequest } from '../schemas/invocation.ts';
+import type { ProgressFn, Template, TemplateSource } from '../sandbox/driver.ts';
+
+/** One immutable version of a function, as the orchestrator needs it to run. */
+export interface Deployment {
+  name: string;
+  version: number;
+  templateId: string;
+  config: FunctionConfig;
+  /** Env vars and secrets merged; delivered per invocation, never baked into a template. */
+  env: Record<string, string>;
+}
+
+export interface PhaseTimings {
+  /** Waiting for a free sandbox slot on this node. */
+  acquireMs: number;
+  /** Restore from template (0 on a pool hit or keepWarm reuse). */
+  restoreMs: number;
+  handlerMs: number;
+  /** How the sandbox was obtained. */
+  source: 'pool' | 'keep-warm' | 'restore';
+}
+
+export interface InvokeResult {
+  outcome: InvocationOutcome;
+  timings: PhaseTimings;
+}
+
+export interface OrchestratorStats {
+  liveSandboxes: number;
+  maxSandboxes: number;
+  busySandboxes: number;
+  pooled: Record<string, number>;
+  poolHits: number;
+  poolMisses: number;
+  templateBuilds: number;
+}
+
+/** The gateway's and the queue worker's view of the engine. */
+export interface InvocationEngine {
+  buildTemplate(source: TemplateSource, onProgress?: ProgressFn): Promise<Template>;
+  /** Make `deployment` runnable on this node (loads its template, fills its warm pool). */
+  activate(deployment: Deployment): Promise<void>;
+  /** Drop pooled and kept-warm sandboxes of a deployment that no longer serves. */
+  deactivate(name: string): Promise<void>;
+  invoke(deployment: Deployment, request: WireRequest, options: { invocationId: string }): Promise<InvokeResult>;
+  /** Sandboxes that could start an invocation right now. */
+  freeCapacity(): number;
+  stats(): OrchestratorStats;
+  close(): Promise<void>;
+}

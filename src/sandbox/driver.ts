@@ -1,0 +1,71 @@
+import type { FunctionConfig } from '../schemas/function-config.ts';
+import type { InvocationOutcome, WireRequest } from '../schemas/invocation.ts';
+
+/** What a template is built from. `bundleFile` is the single-file ESM bundle of the handler. */
+export interface TemplateSource {
+  functionName: string;
+  bundleFile: string;
+  network: FunctionConfig['network'];
+}
+
+export type ProgressFn = (step: string, detail?: Record<string, unknown>) => void;
+
+/** A checkpointed, warmed sandbox that can be resumed any number of times. */
+export interface Template {
+  /** Content hash of bundle, base root filesystem, envd, driver version and network mode. */
+  readonly id: string;
+  readonly driver: string;
+  /** Directory that holds everything the driver needs to resume it. */
+  readonly dir: string;
+  /** The handler's own `export const config`, as envd read it inside the sandbox (unvalidated). */
+  readonly handlerConfig: unknown;
+  readonly buildMs: number;
+  readonly imageBytes: number;
+}
+
+export interface ResumeOptions {
+  memoryMb: number;
+  network: FunctionConfig['network'];
+  /** Spans for the phases of a resume hang off the caller's active context. */
+  signal?: AbortSignal;
+}
+
+export interface InvokeOptions {
+  timeoutMs: number;
+  env: Record<string, string>;
+  invocationId: string;
+}
+
+/** One running sandbox, resumed from a template. Owned by exactly one caller at a time. */
+export interface Sandbox {
+  readonly id: string;
+  readonly templateId: string;
+  /** True once the sandbox has died (crash, OOM kill, timeout kill, destroy). */
+  readonly dead: boolean;
+  /**
+   * Runs one request through envd. Handler failures come back as `{ ok: false }`;
+   * only a timeout or a dead sandbox also marks the sandbox `dead`.
+   */
+  invoke(request: WireRequest, options: InvokeOptions): Promise<InvocationOutcome>;
+  /** Freeze the sandbox so it costs no CPU until `unpause` (keepWarm). */
+  pause(): Promise<void>;
+  unpause(): Promise<void>;
+  /** Kill it and release every resource (network slot, state dir). Idempotent. */
+  destroy(): Promise<void>;
+}
+
+export interface SandboxDriver {
+  readonly name: string;
+  /** Part of every template hash: bump it when the driver's snapshot format changes. */
+  readonly version: string;
+  /** Boot from scratch, warm, checkpoint. Never rebuilds a template whose hash already exists. */
+  buildTemplate(source: TemplateSource, onProgress?: ProgressFn): Promise<Template>;
+  /** Find an already built template by id (after a restart). */
+  loadTemplate(id: string): Promise<Template | undefined>;
+  resume(template: Template, options: ResumeOptions): Promise<Sandbox>;
+  /** Boot the function's sandbox without a snapshot (for the benchmark's cold-boot column). */
+  coldBoot(source: TemplateSource, options: ResumeOptions): Promise<Sandbox>;
+  /** Number of sandboxes alive right now (for metrics and leak checks). */
+  liveSandboxes(): number;
+  close(): Promise<void>;
+}

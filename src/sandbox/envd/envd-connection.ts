@@ -1,0 +1,163 @@
+import type net from 'node:net';
+import { z } from 'zod';
+import { InvocationOutcome, type WireRequest } from '../../schemas/invocation.ts';
+
+/** What envd says first on every connection (after boot and after each restore). */
+export const EnvdHello = z.object({
+  type: z.literal('hello'),
+  bootId: z.string(),
+  connectCount: z.number(),
+  invocations: z.number(),
+  handlerType: z.string(),
+  handlerConfig: z.unknown(),
+  loadError: z.object({ code: z.string(), message: z.string(), stack: z.string().optional() }).nullable(),
+  nodeVersion: z.string(),
+});
+export type EnvdHello = z.infer<typeof EnvdHello>;
+
+const Reply = z.union([
+  EnvdHello,
+  z.object({ type: z.literal('pong'), id: z.number(), invocations: z.number(), rssBytes: z.number() }),
+  z.object({ type: z.literal('result'), id: z.number(), outcome: InvocationOutcome }),
+  z.object({ type: z.literal('checkpoint-ready'), id: z.number() }),
+  z.object({ type: z.literal('warmed'), id: z.number() }),
+  z.object({ type: z.literal('error'), id: z.number().optional(), error: z.object({ code: z.string(), message: z.string() }) }),
+]);
+type Reply = z.infer<typeof Reply>;
+
+export class EnvdClosedError extends Error {
+  constructor(message = 'envd connection closed') {
+    super(message);
+    this.name = 'EnvdClosedError';
+  }
+}
+
+/** One live connection to envd: newline-delimited JSON, one request at a time. */
+export class EnvdConnection {
+  readonly #socket: net.Socket;
+  #buffered = '';
+  #nextId = 1;
+  #waiting = new Map<number | 'hello', { resolve: (r: Reply) => void; reject: (e: Error) => void }>();
+  #early: Reply[] = [];
+  #closed = false;
+
+  constructor(socket: net.Socket) {
+    this.#socket = socket;
+    socket.setEncoding('utf8');
+    socket.on('data', (data: string) => this.#onData(data));
+    socket.on('error', () => {});
+    socket.on('close', () => {
+      this.#closed = true;
+      for (const w of this.#waiting.values()) w.reject(new EnvdClosedError());
+      this.#waiting.clear();
+    });
+  }
+
+  get closed(): boolean {
+    return this.#closed;
+  }
+
+  hello(timeoutMs: number): Promise<EnvdHello> {
+    return this.#await('hello', timeoutMs) as Promise<EnvdHello>;
+  }
+
+  async ping(timeoutMs = 2000): Promise<{ invocations: number; rssBytes: number }> {
+    const reply = await this.#request({ type: 'ping' }, timeoutMs);
+    if (reply.type !== 'pong') throw new Error(`unexpected envd reply ${reply.type}`);
+    return reply;
+  }
+
+  /** Resolves with the outcome, or rejects with EnvdClosedError / a timeout Error. */
+  async invoke(request: WireRequest, env: Record<string, string>, timeoutMs: number, hardTimeoutMs: number): Promise<InvocationOutcome> {
+    const reply = await this.#request({ type: 'invoke', request, env, timeoutMs }, hardTimeoutMs);
+    if (reply.type !== 'result') throw new Error(`unexpected envd reply ${reply.type}`);
+    return reply.outcome;
+  }
+
+  /** Warm envd's own code paths before a checkpoint (never runs the handler). */
+  async warmup(timeoutMs = 10_000): Promise<void> {
+    const reply = await this.#request({ type: 'warmup' }, timeoutMs);
+    if (reply.type !== 'warmed') throw new Error(`unexpected envd reply ${reply.type}`);
+  }
+
+  /** Ask envd to hang up and go back to waiting for a socket (the next restore's). */
+  async prepareCheckpoint(timeoutMs = 5000): Promise<void> {
+    const closed = new Promise<void>((resolve) => {
+      if (this.#closed) resolve();
+      else this.#socket.once('close', () => resolve());
+    });
+    await this.#request({ type: 'prepare-checkpoint' }, timeoutMs);
+    await closed;
+  }
+
+  close(): void {
+    this.#socket.destroy();
+  }
+
+  #request(msg: Record<string, unknown>, timeoutMs: number): Promise<Reply> {
+    if (this.#closed) return Promise.reject(new EnvdClosedError());
+    const id = this.#nextId++;
+    const reply = this.#await(id, timeoutMs);
+    this.#socket.write(JSON.stringify({ ...msg, id }) + '\n');
+    return reply;
+  }
+
+  #await(key: number | 'hello', timeoutMs: number): Promise<Reply> {
+    const early = this.#early.findIndex((r) => (key === 'hello' ? r.type === 'hello' : 'id' in r && r.id === key));
+    if (early >= 0) return Promise.resolve(this.#early.splice(early, 1)[0]!);
+    if (this.#closed) return Promise.reject(new EnvdClosedError());
+    return new Promise<Reply>((resolve, reject) => {
+      const timer = setTimeout(() => {
+        this.#waiting.delete(key);
+        reject(new EnvdTimeoutError(timeoutMs));
+      }, timeoutMs);
+      this.#waiting.set(key, {
+        resolve: (r) => {
+          clearTimeout(timer);
+          resolve(r);
+        },
+        reject: (e) => {
+          clearTimeout(timer);
+          reject(e);
+        },
+      });
+    });
+  }
+
+  #onData(data: string): void {
+    this.#buffered += data;
+    let nl: number;
+    while ((nl = this.#buffered.indexOf('\n')) >= 0) {
+      const line = this.#buffered.slice(0, nl);
+      this.#buffered = this.#buffered.slice(nl + 1);
+      if (!line) continue;
+      const parsed = Reply.safeParse(safeJson(line));
+      if (!parsed.success) continue;
+      const reply = parsed.data;
+      const key = reply.type === 'hello' ? 'hello' : 'id' in reply && reply.id !== undefined ? reply.id : undefined;
+      if (key === undefined) continue;
+      const waiter = this.#waiting.get(key);
+      if (waiter) {
+        this.#waiting.delete(key);
+        waiter.resolve(reply);
+      } else {
+        this.#early.push(reply);
+      }
+    }
+  }
+}
+
+export class EnvdTimeoutError extends Error {
+  constructor(readonly timeoutMs: number) {
+    super(`envd did not answer within ${timeoutMs} ms`);
+    this.name = 'EnvdTimeoutError';
+  }
+}
+
+function safeJson(line: string): unknown {
+  try {
+    return JSON.parse(line);
+  } catch {
+    return undefined;
+  }
+}

@@ -1,0 +1,232 @@
+import crypto from 'node:crypto';
+import fs from 'node:fs/promises';
+import path from 'node:path';
+import { trace } from '@opentelemetry/api';
+import { TemplateBuildError } from '../../errors.ts';
+import type { ProgressFn, ResumeOptions, Sandbox, SandboxDriver, Template, TemplateSource } from '../driver.ts';
+import { EnvdListener } from '../envd/envd-listener.ts';
+import type { EnvdHello } from '../envd/envd-connection.ts';
+import { NetworkSlotPool } from '../network/network-slot-pool.ts';
+import { ensureBaseRootfs } from '../rootfs/base-rootfs.ts';
+import { TemplateStore } from '../template/template-store.ts';
+import { GvisorSandbox } from './gvisor-sandbox.ts';
+import { NODE_FLAGS, sandboxSpec } from './oci-spec.ts';
+import { Runsc } from './runsc.ts';
+
+const tracer = trace.getTracer('snapfn');
+
+export interface GvisorDriverOptions {
+  /** SNAPFN_HOME: rootfs, templates and runsc state live below it. */
+  home: string;
+  /** Network slots created up front. */
+  networkSlots: number;
+  /** How long envd may take to say hello after boot or restore. */
+  envdTimeoutMs?: number;
+  /** Memory limits through cgroups (on by default). */
+  cgroups?: boolean;
+}
+
+const BUILD_MEMORY_MB = 1024;
+const PIDS_LIMIT = 512;
+
+interface Started {
+  sandbox: GvisorSandbox;
+  hello: EnvdHello;
+  stateDir: string;
+}
+
+export class GvisorDriver implements SandboxDriver {
+  readonly name = 'gvisor';
+  readonly version = 'gvisor-1';
+  readonly #home: string;
+  readonly #runsc: Runsc;
+  readonly #templates: TemplateStore;
+  readonly #slots: NetworkSlotPool;
+  readonly #live = new Set<GvisorSandbox>();
+  readonly #envdTimeoutMs: number;
+  readonly #cgroups: boolean;
+
+  private constructor(options: GvisorDriverOptions, slots: NetworkSlotPool) {
+    this.#home = options.home;
+    this.#slots = slots;
+    this.#envdTimeoutMs = options.envdTimeoutMs ?? 20_000;
+    this.#cgroups = options.cgroups ?? true;
+    this.#runsc = new Runsc({ stateRoot: path.join(options.home, 'gvisor', 'runsc-state'), ignoreCgroups: !this.#cgroups });
+    this.#templates = new TemplateStore(path.join(options.home, 'templates'));
+  }
+
+  static async create(options: GvisorDriverOptions): Promise<GvisorDriver> {
+    const slots = await NetworkSlotPool.create({ size: options.networkSlots });
+    const driver = new GvisorDriver(options, slots);
+    await fs.mkdir(path.join(options.home, 'gvisor', 'sandboxes'), { recursive: true });
+    await driver.#reapOrphans();
+    return driver;
+  }
+
+  liveSandboxes(): number {
+    return this.#live.size;
+  }
+
+  networkStats() {
+    return this.#slots.stats();
+  }
+
+  async templateIdOf(source: TemplateSource): Promise<string> {
+    const rootfs = await ensureBaseRootfs(this.#home);
+    const bundle = await fs.readFile(source.bundleFile);
+    return TemplateStore.templateId([this.name, this.version, rootfs.hash, bundle, source.network, NODE_FLAGS.join(' ')]);
+  }
+
+  loadTemplate(id: string): Promise<Template | undefined> {
+    return this.#templates.load(id);
+  }
+
+  async buildTemplate(source: TemplateSource, onProgress: ProgressFn = () => {}): Promise<Template> {
+    onProgress('rootfs');
+    const id = await this.templateIdOf(source);
+    return this.#templates.getOrBuild(id, async (tmp) => {
+      const started = performance.now();
+      const bundleDir = path.join(tmp, 'bundle');
+      await fs.mkdir(bundleDir);
+      await fs.copyFile(source.bundleFile, path.join(bundleDir, 'handler.mjs'));
+      onProgress('boot', { templateId: id });
+      const boot = await this.#start('run', { bundleDir, templateId: id, memoryMb: BUILD_MEMORY_MB, network: source.network }).catch((err) => {
+        throw new TemplateBuildError(`the sandbox did not boot: ${(err as Error).message}`, { cause: err });
+      });
+      const { sandbox, hello } = boot;
+      try {
+        if (hello.loadError) throw new TemplateBuildError(`${hello.loadError.code}: ${hello.loadError.message}`);
+        onProgress('warm');
+        await sandbox.warmup();
+        onProgress('checkpoint');
+        await sandbox.prepareCheckpoint();
+        const imageDir = path.join(tmp, 'image');
+        await fs.mkdir(imageDir);
+        await this.#runsc.checkpoint(sandbox.id, imageDir).catch((err) => {
+          throw new TemplateBuildError(`runsc checkpoint failed: ${(err as Error).message.split('\n')[0]}`, { cause: err });
+        });
+        const imageBytes = await dirSize(imageDir);
+        onProgress('done', { templateId: id, imageBytes });
+        return { driver: this.name, handlerConfig: hello.handlerConfig, buildMs: Math.round(performance.now() - started), imageBytes };
+      } finally {
+        await sandbox.destroy();
+      }
+    });
+  }
+
+  async resume(template: Template, options: ResumeOptions): Promise<Sandbox> {
+    return tracer.startActiveSpan('restore', async (span) => {
+      try {
+        const { sandbox } = await this.#start('restore', {
+          bundleDir: path.join(template.dir, 'bundle'),
+          imageDir: path.join(template.dir, 'image'),
+          templateId: template.id,
+          memoryMb: options.memoryMb,
+          network: options.network,
+        });
+        return sandbox;
+      } finally {
+        span.end();
+      }
+    });
+  }
+
+  async coldBoot(source: TemplateSource, options: ResumeOptions): Promise<Sandbox> {
+    const bundleDir = path.join(this.#home, 'gvisor', 'cold-bundles', crypto.createHash('sha256').update(await fs.readFile(source.bundleFile)).digest('hex').slice(0, 16));
+    await fs.mkdir(bundleDir, { recursive: true });
+    await fs.copyFile(source.bundleFile, path.join(bundleDir, 'handler.mjs'));
+    const { sandbox } = await this.#start('run', { bundleDir, templateId: 'cold', memoryMb: options.memoryMb, network: options.network });
+    return sandbox;
+  }
+
+  async close(): Promise<void> {
+    await Promise.all([...this.#live].map((s) => s.destroy()));
+    await this.#slots.close();
+  }
+
+  /** Boot (`run`) or restore a container and wait for its envd to say hello. */
+  async #start(
+    kind: 'run' | 'restore',
+    options: { bundleDir: string; imageDir?: string; templateId: string; memoryMb: number; network: TemplateSource['network'] },
+  ): Promise<Started> {
+    const id = `sfn-${crypto.randomBytes(6).toString('hex')}`;
+    const stateDir = path.join(this.#home, 'gvisor', 'sandboxes', id);
+    const socketDir = path.join(stateDir, 'sock');
+    await fs.mkdir(socketDir, { recursive: true });
+    const [rootfs, slot] = await Promise.all([ensureBaseRootfs(this.#home), this.#slots.acquire({ egress: options.network === 'egress' })]);
+    let listener: EnvdListener | undefined;
+    let spawned: ReturnType<Runsc['spawn']> | undefined;
+    try {
+      const spec = sandboxSpec({
+        rootfsDir: rootfs.dir,
+        socketDir,
+        bundleDir: options.bundleDir,
+        netnsPath: slot.nsPath,
+        memoryMb: options.memoryMb,
+        pidsLimit: PIDS_LIMIT,
+        hostname: 'snapfn',
+        ...(this.#cgroups ? { cgroupsPath: `/snapfn/${id}` } : {}),
+      });
+      await fs.writeFile(path.join(stateDir, 'config.json'), JSON.stringify(spec));
+      listener = await EnvdListener.listen(path.join(socketDir, 'envd.sock'));
+      const args = kind === 'run' ? ['run', `--bundle=${stateDir}`, id] : ['restore', `--bundle=${stateDir}`, `--image-path=${options.imageDir}`, id];
+      spawned = this.#runsc.spawn(args, path.join(stateDir, 'runsc.log'));
+      const died = spawned.exited.then(async (code): Promise<never> => {
+        throw new Error(`runsc ${kind} exited with code ${code} before envd connected: ${await logTail(path.join(stateDir, 'runsc.log'))}`);
+      });
+      died.catch(() => {});
+      const { connection, hello } = await tracer.startActiveSpan('envd connect', (span) =>
+        listener!.accept(this.#envdTimeoutMs, died).finally(() => span.end()),
+      );
+      // envd only redials if this connection drops, and then the sandbox is
+      // treated as dead anyway: the listener has done its job.
+      await listener.close();
+      const child = spawned.process;
+      const sandbox = new GvisorSandbox({
+        id,
+        templateId: options.templateId,
+        runsc: this.#runsc,
+        connection,
+        exited: spawned.exited,
+        killProcess: () => child.kill('SIGKILL'),
+        slot,
+        slots: this.#slots,
+        stateDir,
+        onDestroyed: (s) => this.#live.delete(s),
+      });
+      this.#live.add(sandbox);
+      return { sandbox, hello, stateDir };
+    } catch (err) {
+      await listener?.close();
+      await this.#runsc.forceDelete(id);
+      if (spawned) {
+        spawned.process.kill('SIGKILL');
+        await spawned.exited;
+      }
+      await fs.rm(stateDir, { recursive: true, force: true });
+      await this.#slots.release(slot);
+      throw err;
+    }
+  }
+
+  /** Containers left in our runsc state dir by a previous process that died. */
+  async #reapOrphans(): Promise<void> {
+    for (const id of await this.#runsc.list()) await this.#runsc.forceDelete(id);
+    const dir = path.join(this.#home, 'gvisor', 'sandboxes');
+    for (const entry of await fs.readdir(dir)) await fs.rm(path.join(dir, entry), { recursive: true, force: true });
+  }
+}
+
+async function dirSize(dir: string): Promise<number> {
+  let total = 0;
+  for (const entry of await fs.readdir(dir, { withFileTypes: true })) {
+    const p = path.join(dir, entry.name);
+    total += entry.isDirectory() ? await dirSize(p) : (await fs.stat(p)).size;
+  }
+  return total;
+}
+
+async function logTail(file: string): Promise<string> {
+  const text = await fs.readFile(file, 'utf8').catch(() => '');
+  return text.trim().split('\n').slice(-3).join(' | ').slice(0, 600) || '(no output)';
+}

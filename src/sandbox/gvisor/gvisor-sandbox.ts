@@ -1,0 +1,116 @@
+import fs from 'node:fs/promises';
+import { trace } from '@opentelemetry/api';
+import type { InvocationOutcome, WireRequest } from '../../schemas/invocation.ts';
+import type { InvokeOptions, Sandbox } from '../driver.ts';
+import { EnvdClosedError, EnvdTimeoutError, type EnvdConnection } from '../envd/envd-connection.ts';
+import type { NetworkSlot, NetworkSlotPool } from '../network/network-slot-pool.ts';
+import type { Runsc } from './runsc.ts';
+
+const tracer = trace.getTracer('snapfn');
+
+/** Grace on top of the handler's timeout before the host kills the sandbox. */
+const HARD_TIMEOUT_GRACE_MS = 1000;
+
+export interface GvisorSandboxParts {
+  id: string;
+  templateId: string;
+  runsc: Runsc;
+  connection: EnvdConnection;
+  exited: Promise<number>;
+  killProcess: () => void;
+  slot: NetworkSlot;
+  slots: NetworkSlotPool;
+  stateDir: string;
+  onDestroyed: (sandbox: GvisorSandbox) => void;
+}
+
+/** One running runsc container, talking to its envd over a host Unix socket. */
+export class GvisorSandbox implements Sandbox {
+  readonly id: string;
+  readonly templateId: string;
+  readonly #parts: GvisorSandboxParts;
+  #dead = false;
+  #destroying: Promise<void> | undefined;
+
+  constructor(parts: GvisorSandboxParts) {
+    this.#parts = parts;
+    this.id = parts.id;
+    this.templateId = parts.templateId;
+    void parts.exited.then(() => {
+      this.#dead = true;
+    });
+  }
+
+  get dead(): boolean {
+    return this.#dead || this.#parts.connection.closed;
+  }
+
+  async invoke(request: WireRequest, options: InvokeOptions): Promise<InvocationOutcome> {
+    if (this.dead) return crashed('the sandbox is no longer running');
+    return tracer.startActiveSpan('handler', async (span): Promise<InvocationOutcome> => {
+      try {
+        const outcome = await this.#parts.connection.invoke(request, options.env, options.timeoutMs, options.timeoutMs + HARD_TIMEOUT_GRACE_MS);
+        // A timed-out handler may still hold work in flight: never reuse it.
+        if (!outcome.ok && outcome.error.code === 'timeout') this.#dead = true;
+        return outcome;
+      } catch (err) {
+        this.#dead = true;
+        if (err instanceof EnvdTimeoutError) {
+          return { ok: false as const, error: { code: 'timeout' as const, message: `handler did not finish within ${options.timeoutMs} ms; its sandbox was killed` }, logs: [], logsTruncated: false };
+        }
+        const exitCode = await Promise.race([this.#parts.exited, sleep(200).then(() => undefined)]);
+        const why = err instanceof EnvdClosedError ? 'the sandbox died during the invocation' : String(err);
+        return crashed(exitCode === undefined ? why : `${why} (runsc exit code ${exitCode}; an out-of-memory kill looks like this)`);
+      } finally {
+        span.end();
+      }
+    });
+  }
+
+  /** Template builds only. */
+  async warmup(): Promise<void> {
+    await this.#parts.connection.warmup();
+  }
+
+  /** Template builds only: envd hangs up and waits for the next restore's socket. */
+  async prepareCheckpoint(): Promise<void> {
+    await this.#parts.connection.prepareCheckpoint();
+  }
+
+  async pause(): Promise<void> {
+    await this.#parts.runsc.pause(this.id);
+  }
+
+  async unpause(): Promise<void> {
+    await this.#parts.runsc.resume(this.id);
+  }
+
+  destroy(): Promise<void> {
+    this.#destroying ??= this.#destroy();
+    return this.#destroying;
+  }
+
+  async #destroy(): Promise<void> {
+    this.#dead = true;
+    const { runsc, connection, exited, killProcess, slot, slots, stateDir } = this.#parts;
+    connection.close();
+    // kill first: the foreground runsc then exits at once and delete is
+    // quick (delete --force alone waits ~5 s for the sandbox to go).
+    await runsc.kill(this.id);
+    const gone = await Promise.race([exited.then(() => true), sleep(3000).then(() => false)]);
+    if (!gone) killProcess();
+    await exited;
+    await runsc.forceDelete(this.id);
+    await fs.rm(stateDir, { recursive: true, force: true });
+    await slots.release(slot);
+    this.#parts.onDestroyed(this);
+  }
+}
+
+function crashed(message: string): InvocationOutcome {
+  return { ok: false, error: { code: 'sandbox_crashed', message }, logs: [], logsTruncated: false };
+}
+
+function sleep(ms: number): Promise<void> {
+  return new Promise((resolve) => setTimeout(resolve, ms));
+}

@@ -1,0 +1,104 @@
+import crypto from 'node:crypto';
+import fs from 'node:fs/promises';
+import { createReadStream } from 'node:fs';
+import path from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { execa } from 'execa';
+
+export const ENVD_SOURCE = fileURLToPath(new URL('../../../runtime/envd/envd.mjs', import.meta.url));
+
+/** The read-only root filesystem every sandbox starts from: Node, its libraries, envd. */
+export interface BaseRootfs {
+  /** Content hash of node, its libraries and envd. */
+  readonly hash: string;
+  readonly dir: string;
+}
+
+const GUEST_ENVD_PATH = '/opt/snapfn/envd.mjs';
+export const GUEST_PATHS = {
+  envd: GUEST_ENVD_PATH,
+  node: '/usr/bin/node',
+  socketDir: '/run/snapfn',
+  bundleDir: '/fn',
+} as const;
+
+async function sha256File(file: string, hash: crypto.Hash): Promise<void> {
+  for await (const chunk of createReadStream(file)) hash.update(chunk as Buffer);
+}
+
+/** The shared libraries `node` needs, as absolute host paths (ldd output). */
+async function sharedLibraries(binary: string): Promise<string[]> {
+  const { stdout } = await execa('ldd', [binary]);
+  const libs = new Set<string>();
+  for (const line of stdout.split('\n')) {
+    const m = /=>\s*(\/\S+)/.exec(line) ?? /^\s*(\/\S+)\s+\(/.exec(line);
+    if (m?.[1]) libs.add(m[1]);
+  }
+  return [...libs].sort();
+}
+
+const cache = new Map<string, Promise<BaseRootfs>>();
+
+/**
+ * Builds (once per content hash) the base root filesystem under `home/rootfs/<hash>`.
+ * A changed node binary or envd gives a new hash, and so new templates.
+ */
+export function ensureBaseRootfs(home: string): Promise<BaseRootfs> {
+  let p = cache.get(home);
+  if (!p) {
+    p = buildBaseRootfs(home);
+    cache.set(home, p);
+    p.catch(() => cache.delete(home));
+  }
+  return p;
+}
+
+async function buildBaseRootfs(home: string): Promise<BaseRootfs> {
+  const nodeBinary = await fs.realpath(process.execPath);
+  const libs = await sharedLibraries(nodeBinary);
+  const hash = crypto.createHash('sha256');
+  hash.update('base-rootfs-v1\0');
+  await sha256File(nodeBinary, hash);
+  for (const lib of libs) {
+    hash.update(lib + '\0');
+    await sha256File(lib, hash);
+  }
+  await sha256File(ENVD_SOURCE, hash);
+  const digest = hash.digest('hex').slice(0, 16);
+
+  const dir = path.join(home, 'rootfs', digest);
+  try {
+    await fs.access(path.join(dir, '.complete'));
+    return { hash: digest, dir };
+  } catch {
+    // not built yet
+  }
+  const tmp = `${dir}.tmp-${process.pid}-${Date.now()}`;
+  await fs.rm(tmp, { recursive: true, force: true });
+  for (const d of ['usr/bin', 'opt/snapfn', 'tmp', 'run/snapfn', 'fn', 'etc', 'proc', 'dev', 'sys', 'root']) {
+    await fs.mkdir(path.join(tmp, d), { recursive: true });
+  }
+  await fs.chmod(path.join(tmp, 'tmp'), 0o1777);
+  await fs.copyFile(nodeBinary, path.join(tmp, GUEST_PATHS.node));
+  await fs.chmod(path.join(tmp, GUEST_PATHS.node), 0o755);
+  for (const lib of libs) {
+    const target = path.join(tmp, lib);
+    await fs.mkdir(path.dirname(target), { recursive: true });
+    await fs.copyFile(lib, target);
+  }
+  await fs.copyFile(ENVD_SOURCE, path.join(tmp, GUEST_PATHS.envd));
+  await fs.writeFile(path.join(tmp, 'etc/passwd'), 'root:x:0:0:root:/root:/bin/sh\nnobody:x:65534:65534:nobody:/nonexistent:/bin/sh\n');
+  await fs.writeFile(path.join(tmp, 'etc/group'), 'root:x:0:\nnogroup:x:65534:\n');
+  await fs.writeFile(path.join(tmp, 'etc/hosts'), '127.0.0.1 localhost\n');
+  await fs.writeFile(path.join(tmp, '.complete'), digest);
+  try {
+    await fs.rename(tmp, dir);
+  } catch (err) {
+    // Another process built the same hash first: theirs is identical.
+    await fs.rm(tmp, { recursive: true, force: true });
+    await fs.access(path.join(dir, '.complete')).catch(() => {
+      throw err;
+    });
+  }
+  return { hash: digest, dir };
+}
