@@ -114,6 +114,11 @@ export class Orchestrator<D extends SandboxDriver = SandboxDriver> implements In
     };
   }
 
+  /** Ids of pre-restored sandboxes waiting in warm pools (for memory measurements). */
+  pooledSandboxIds(): string[] {
+    return [...this.#functions.values()].flatMap((fn) => fn.pool.map((s) => s.id));
+  }
+
   async invoke(deployment: Deployment, request: WireRequest, options: { invocationId: string }): Promise<InvokeResult> {
     if (this.#closed) throw new SnapfnError('shutting_down', 503, 'this node is shutting down');
     let fn = this.#functions.get(deployment.name);
