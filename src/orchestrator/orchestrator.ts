@@ -295,6 +295,10 @@ export class Orchestrator<D extends SandboxDriver = SandboxDriver> implements In
       this.#track(
         this.#driver
           .resume(fn.template, { memoryMb: fn.deployment.config.memoryMb, network: fn.deployment.config.network })
+          .then(async (sandbox) => {
+            await sandbox.warmup().catch(() => {});
+            return sandbox;
+          })
           .then(
             (sandbox) => {
               fn.fillFailures = 0;

@@ -1,11 +1,14 @@
 import type { FunctionConfig } from '../schemas/function-config.ts';
 import type { InvocationOutcome, WireRequest } from '../schemas/invocation.ts';
+import type { RootfsFlavor } from './rootfs/base-rootfs.ts';
 
 /** What a template is built from. `bundleFile` is the single-file ESM bundle of the handler. */
 export interface TemplateSource {
   functionName: string;
   bundleFile: string;
   network: FunctionConfig['network'];
+  /** Root filesystem flavor (default `base`); it is part of the template id through the rootfs hash. */
+  rootfs?: RootfsFlavor;
 }
 
 export type ProgressFn = (step: string, detail?: Record<string, unknown>) => void;
@@ -21,6 +24,8 @@ export interface Template {
   readonly handlerConfig: unknown;
   readonly buildMs: number;
   readonly imageBytes: number;
+  /** The flavor it was built on (absent: `base`); a restore must use the same root filesystem. */
+  readonly rootfs?: RootfsFlavor;
 }
 
 export interface ResumeOptions {
@@ -47,6 +52,12 @@ export interface Sandbox {
    * only a timeout or a dead sandbox also marks the sandbox `dead`.
    */
   invoke(request: WireRequest, options: InvokeOptions): Promise<InvocationOutcome>;
+  /**
+   * Run envd's request path once without calling the handler. Right after a
+   * restore the first request pays ~20 ms of page faults; the warm pool does
+   * this off the request path.
+   */
+  warmup(): Promise<void>;
   /** Freeze the sandbox so it costs no CPU until `unpause` (keepWarm). */
   pause(): Promise<void>;
   unpause(): Promise<void>;
