@@ -1,0 +1,13 @@
+/** GET /fn/hello?name=Ada -> {"message":"Hello, Ada!"} */
+export default async function (request: Request) {
+  const url = new URL(request.url);
+  const name = url.searchParams.get('name')?.trim() || 'world';
+  return {
+    message: `Hello, ${name}!`,
+    method: request.method,
+    path: url.pathname,
+    time: new Date().toISOString(),
+  };
+}
+
+export const config = { timeoutMs: 5_000, memoryMb: 128 };

@@ -1,0 +1,61 @@
+import os from 'node:os';
+import path from 'node:path';
+import { z } from 'zod';
+
+const MiB = 1024 * 1024;
+
+/** An unset variable and an empty one mean the same thing: `FOO= npm start` must not configure an empty API key. */
+const optionalString = z
+  .string()
+  .optional()
+  .transform((value) => (value === undefined || value.trim() === '' ? undefined : value));
+
+/** An integer setting: unset or empty means `fallback`. */
+function intSetting(fallback: number, min: number, max = Number.MAX_SAFE_INTEGER) {
+  return optionalString.pipe(z.coerce.number<string | undefined>().int().min(min).max(max).optional()).transform((v) => v ?? fallback);
+}
+
+const Env = z.object({
+  PORT: intSetting(8080, 0, 65_535),
+  SNAPFN_HOME: optionalString,
+  SNAPFN_API_KEY: optionalString.pipe(z.string().min(8, 'SNAPFN_API_KEY must be at least 8 characters').optional()),
+  SNAPFN_MAX_SANDBOXES: intSetting(8, 1),
+  SNAPFN_POOL_SIZE: intSetting(1, 0),
+  SNAPFN_MAX_BODY_BYTES: intSetting(6 * MiB, 1),
+  SNAPFN_MAX_BUNDLE_BYTES: intSetting(20 * MiB, 1),
+});
+
+export interface SnapfnConfig {
+  port: number;
+  /** Root of everything snapfn keeps on disk (functions, templates, logs). */
+  home: string;
+  /** When unset, the management API is loopback-only. */
+  apiKey: string | undefined;
+  maxSandboxes: number;
+  poolSize: number;
+  maxBodyBytes: number;
+  maxBundleBytes: number;
+}
+
+export class ConfigError extends Error {
+  override readonly name = 'ConfigError';
+}
+
+/** Reads snapfn's settings from environment variables; throws one readable ConfigError on bad values. */
+export function loadConfig(env: NodeJS.ProcessEnv = process.env): SnapfnConfig {
+  const parsed = Env.safeParse(env);
+  if (!parsed.success) {
+    const problems = parsed.error.issues.map((issue) => `${issue.path.join('.')}: ${issue.message}`);
+    throw new ConfigError(`invalid configuration: ${problems.join('; ')}`);
+  }
+  const e = parsed.data;
+  return {
+    port: e.PORT,
+    home: path.resolve(e.SNAPFN_HOME ?? path.join(os.homedir(), '.snapfn')),
+    apiKey: e.SNAPFN_API_KEY,
+    maxSandboxes: e.SNAPFN_MAX_SANDBOXES,
+    poolSize: e.SNAPFN_POOL_SIZE,
+    maxBodyBytes: e.SNAPFN_MAX_BODY_BYTES,
+    maxBundleBytes: e.SNAPFN_MAX_BUNDLE_BYTES,
+  };
+}

@@ -1,0 +1,96 @@
+import { InvalidInputError, NotFoundError } from '../errors.ts';
+import type { InvocationEngine } from '../orchestrator/types.ts';
+import type { FunctionStore, FunctionRecord, VersionRecord } from '../registry/function-store.ts';
+import type { EnvUpdateRequest } from '../schemas/api.ts';
+import { ConflictError } from './deploy-errors.ts';
+import { deployFingerprint } from './fingerprint.ts';
+
+export interface ReleaseDeps {
+  engine: InvocationEngine;
+  store: FunctionStore;
+}
+
+export interface Released {
+  fn: FunctionRecord;
+  version: VersionRecord;
+}
+
+/**
+ * Makes `version` the one that serves: the engine first (so a template that
+ * cannot load never becomes active), then the pointer on disk. Call under
+ * `store.lock(name)`.
+ */
+export async function activateVersion({ engine, store }: ReleaseDeps, name: string, version: VersionRecord): Promise<Released> {
+  await engine.activate(await store.deploymentOf(name, version));
+  const fn = await store.setActive(name, version.version);
+  return { fn, version };
+}
+
+/** Switches to `target`, or by default to the newest version older than the active one. */
+export function rollback(deps: ReleaseDeps, name: string, target?: number): Promise<Released> {
+  return deps.store.lock(name, async () => {
+    const fn = await deps.store.require(name);
+    const versions = await deps.store.versions(name);
+    let version: VersionRecord | undefined;
+    if (target !== undefined) {
+      version = versions.find((v) => v.version === target);
+      if (!version) throw new NotFoundError(`${name} has no version ${target}`);
+    } else {
+      version = versions.filter((v) => fn.active === null || v.version < fn.active).at(-1);
+      if (!version) throw new ConflictError(`${name} has no version before v${fn.active ?? '?'} to roll back to`);
+    }
+    if (fn.active === version.version) return { fn, version };
+    return activateVersion(deps, name, version);
+  });
+}
+
+function applyPatch(current: Record<string, string>, patch: Record<string, string | null> | undefined): Record<string, string> {
+  const next = { ...current };
+  for (const [key, value] of Object.entries(patch ?? {})) {
+    if (value === null) delete next[key];
+    else next[key] = value;
+  }
+  return next;
+}
+
+/**
+ * New version from the active one with env vars and secrets changed: same
+ * template, so no rebuild. A `null` value deletes a variable.
+ */
+export function updateEnv(deps: ReleaseDeps, name: string, patch: EnvUpdateRequest): Promise<Released> {
+  const { store } = deps;
+  return store.lock(name, async () => {
+    await store.require(name);
+    const serving = await store.serving(name);
+    if (!serving) throw new ConflictError(`${name} has no active version to update`);
+    const base = serving.version;
+    const env = applyPatch(base.env, patch.env);
+    const secrets = applyPatch(await store.secretsOf(name, base.version), patch.secrets);
+    const clash = Object.keys(secrets).find((key) => key in env);
+    if (clash) throw new InvalidInputError(`${clash} cannot be both an env var and a secret`);
+    const version = await store.addVersion(
+      name,
+      {
+        templateId: base.templateId,
+        source: 'env',
+        config: base.config,
+        env,
+        secrets,
+        bundleHash: base.bundleHash,
+        fingerprint: deployFingerprint({ bundleHash: base.bundleHash, config: base.config, env, secretNames: Object.keys(secrets) }),
+      },
+      // Same bundle as the base version: already stored.
+      undefined,
+    );
+    return activateVersion(deps, name, version);
+  });
+}
+
+/** Stops serving and deletes everything stored for `name`. */
+export function removeFunction({ engine, store }: ReleaseDeps, name: string): Promise<void> {
+  return store.lock(name, async () => {
+    await store.require(name);
+    await engine.deactivate(name);
+    await store.remove(name);
+  });
+}

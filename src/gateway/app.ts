@@ -1,0 +1,45 @@
+import { Hono } from 'hono';
+import { NotFoundError } from '../errors.ts';
+import type { HealthResponse } from '../schemas/api.ts';
+import { requireOperator } from './auth.ts';
+import { mountDeployRoute } from './deploy-route.ts';
+import type { GatewayDeps, GatewayEnv } from './env.ts';
+import { errorResponse, toSnapfnError } from './error-response.ts';
+import { mountFunctionRoutes } from './functions-routes.ts';
+import { mountInvokeRoutes } from './invoke-route.ts';
+import { mountLogsRoute } from './logs-route.ts';
+import { openApiDocument } from './openapi.ts';
+
+export type { GatewayDeps, GatewayEnv } from './env.ts';
+
+/**
+ * The gateway as a Hono app: functions at /fn/:name, the management API at
+ * /v1 (operator-only), /healthz. Every error, expected or not, leaves as
+ * `{ "error": { "code", "message" } }`.
+ */
+export function createGateway(deps: GatewayDeps): Hono<GatewayEnv> {
+  const app = new Hono<GatewayEnv>();
+  const openApi = openApiDocument();
+
+  app.onError((err) => errorResponse(toSnapfnError(err, deps.log)));
+  app.notFound((c) => errorResponse(new NotFoundError(`no route for ${c.req.method} ${c.req.path}`)));
+
+  app.get('/healthz', async (c) => {
+    const stats = deps.engine.stats();
+    const functions = (await deps.store.list()).length;
+    return c.json({
+      ok: true,
+      functions,
+      engine: { liveSandboxes: stats.liveSandboxes, maxSandboxes: stats.maxSandboxes, freeCapacity: deps.engine.freeCapacity() },
+    } satisfies HealthResponse);
+  });
+
+  mountInvokeRoutes(app, deps);
+
+  app.use('/v1/*', requireOperator(deps.config.apiKey));
+  app.get('/v1/openapi.json', (c) => c.json(openApi));
+  mountDeployRoute(app, deps);
+  mountFunctionRoutes(app, deps);
+  mountLogsRoute(app, deps);
+  return app;
+}

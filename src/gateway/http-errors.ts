@@ -1,0 +1,19 @@
+import { SnapfnError } from '../errors.ts';
+
+export class UnauthorizedError extends SnapfnError {
+  constructor(message: string) {
+    super('unauthorized', 401, message);
+  }
+}
+
+export class ForbiddenError extends SnapfnError {
+  constructor(message: string) {
+    super('forbidden', 403, message);
+  }
+}
+
+export class InternalError extends SnapfnError {
+  constructor() {
+    super('internal_error', 500, 'internal error; see the gateway log');
+  }
+}

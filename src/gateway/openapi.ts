@@ -1,0 +1,111 @@
+import { z } from 'zod';
+import {
+  DeleteResponse,
+  DeployEvent,
+  DeployRequest,
+  EnvUpdateRequest,
+  ErrorBody,
+  FunctionList,
+  FunctionView,
+  HealthResponse,
+  InvocationLogEntry,
+  LogsResponse,
+  RollbackRequest,
+  VersionList,
+} from '../schemas/api.ts';
+
+type JsonSchema = Record<string, unknown>;
+
+function schemaOf(schema: z.ZodType, io: 'input' | 'output'): JsonSchema {
+  const { $schema: _ignored, ...json } = z.toJSONSchema(schema, { io, unrepresentable: 'any', target: 'openapi-3.0' }) as JsonSchema;
+  return json;
+}
+
+const ref = (name: string) => ({ $ref: `#/components/schemas/${name}` });
+const json = (name: string) => ({ 'application/json': { schema: ref(name) } });
+const ok = (name: string, description = 'OK') => ({ description, content: json(name) });
+const error = (description: string) => ({ description, content: json('ErrorBody') });
+const nameParam = { name: 'name', in: 'path', required: true, schema: { type: 'string' } };
+
+const common = {
+  '400': error('Invalid input'),
+  '401': error('Missing or wrong API key'),
+  '403': error('Not a loopback client and no API key configured'),
+  '404': error('No such function'),
+};
+
+/** The OpenAPI document of /v1, generated from the same zod schemas that validate the requests. */
+export function openApiDocument(): JsonSchema {
+  const components: Record<string, JsonSchema> = {
+    DeployRequest: schemaOf(DeployRequest, 'input'),
+    EnvUpdateRequest: schemaOf(EnvUpdateRequest, 'input'),
+    RollbackRequest: schemaOf(RollbackRequest, 'input'),
+    FunctionView: schemaOf(FunctionView, 'output'),
+    FunctionList: schemaOf(FunctionList, 'output'),
+    VersionList: schemaOf(VersionList, 'output'),
+    LogsResponse: schemaOf(LogsResponse, 'output'),
+    InvocationLogEntry: schemaOf(InvocationLogEntry, 'output'),
+    DeployEvent: schemaOf(DeployEvent, 'output'),
+    DeleteResponse: schemaOf(DeleteResponse, 'output'),
+    HealthResponse: schemaOf(HealthResponse, 'output'),
+    ErrorBody: schemaOf(ErrorBody, 'output'),
+  };
+  return {
+    openapi: '3.0.3',
+    info: { title: 'snapfn', version: '1', description: 'Management API of a snapfn gateway. Functions themselves are served at ANY /fn/{name}[/...].' },
+    components: { schemas: components, securitySchemes: { bearer: { type: 'http', scheme: 'bearer' } } },
+    security: [{ bearer: [] }],
+    paths: {
+      '/healthz': { get: { summary: 'Liveness and capacity', security: [], responses: { '200': ok('HealthResponse') } } },
+      '/v1/functions': {
+        get: { summary: 'List functions', responses: { '200': ok('FunctionList'), ...common } },
+        post: {
+          summary: 'Deploy a function (new version)',
+          description: 'Validation and bundling errors are JSON errors. After that the response is application/x-ndjson: DeployEvent lines, the last one of type "result" or "error".',
+          requestBody: { required: true, content: json('DeployRequest') },
+          responses: {
+            '200': { description: 'Deploy progress', content: { 'application/x-ndjson': { schema: ref('DeployEvent') } } },
+            ...common,
+            '413': error('Bundle over SNAPFN_MAX_BUNDLE_BYTES'),
+          },
+        },
+      },
+      '/v1/functions/{name}': {
+        parameters: [nameParam],
+        get: { summary: 'Get a function', responses: { '200': ok('FunctionView'), ...common } },
+        delete: { summary: 'Delete a function with all its versions and logs', responses: { '200': ok('DeleteResponse'), ...common } },
+      },
+      '/v1/functions/{name}/versions': { parameters: [nameParam], get: { summary: 'List versions', responses: { '200': ok('VersionList'), ...common } } },
+      '/v1/functions/{name}/rollback': {
+        parameters: [nameParam],
+        post: {
+          summary: 'Activate an older version (default: the one before the active one)',
+          requestBody: { required: false, content: json('RollbackRequest') },
+          responses: { '200': ok('FunctionView'), ...common, '409': error('No earlier version') },
+        },
+      },
+      '/v1/functions/{name}/env': {
+        parameters: [nameParam],
+        put: {
+          summary: 'New version with changed env vars / secrets (null deletes one), same template',
+          requestBody: { required: true, content: json('EnvUpdateRequest') },
+          responses: { '200': ok('FunctionView'), ...common },
+        },
+      },
+      '/v1/functions/{name}/logs': {
+        parameters: [
+          nameParam,
+          { name: 'limit', in: 'query', schema: { type: 'integer', minimum: 1, maximum: 1000, default: 100 } },
+          { name: 'follow', in: 'query', schema: { type: 'string', enum: ['0', '1', 'true', 'false'] } },
+        ],
+        get: {
+          summary: 'Invocation log; with follow=1 an NDJSON stream of InvocationLogEntry that stays open',
+          responses: {
+            '200': { description: 'Entries', content: { ...json('LogsResponse'), 'application/x-ndjson': { schema: ref('InvocationLogEntry') } } },
+            ...common,
+          },
+        },
+      },
+    },
+  };
+}

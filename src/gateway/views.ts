@@ -1,0 +1,37 @@
+import type { FunctionRecord, FunctionStore, VersionRecord } from '../registry/function-store.ts';
+import type { FunctionView, VersionView } from '../schemas/api.ts';
+
+/** A version as the API shows it: secret names, never values (those are not even in VersionRecord). */
+export function versionView(version: VersionRecord, activeVersion: number | null): VersionView {
+  return {
+    version: version.version,
+    templateId: version.templateId,
+    createdAt: version.createdAt,
+    source: version.source,
+    config: version.config,
+    env: version.env,
+    secretNames: version.secretNames,
+    bundleHash: version.bundleHash,
+    active: version.version === activeVersion,
+  };
+}
+
+export function functionUrl(origin: string, name: string): string {
+  return `${origin}/fn/${name}`;
+}
+
+export function functionView(fn: FunctionRecord, active: VersionRecord | undefined, origin: string): FunctionView {
+  return {
+    name: fn.name,
+    url: functionUrl(origin, fn.name),
+    activeVersion: fn.active,
+    createdAt: fn.createdAt,
+    updatedAt: fn.updatedAt,
+    active: active ? versionView(active, fn.active) : null,
+  };
+}
+
+export async function loadFunctionView(store: FunctionStore, fn: FunctionRecord, origin: string): Promise<FunctionView> {
+  const active = fn.active === null ? undefined : await store.version(fn.name, fn.active);
+  return functionView(fn, active, origin);
+}

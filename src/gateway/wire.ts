@@ -1,0 +1,36 @@
+import type { WireRequest, WireResponse } from '../schemas/invocation.ts';
+
+/** Connection-level headers describe one hop; they must not be forwarded to the handler or back to the client. */
+const HOP_BY_HOP = new Set(['connection', 'keep-alive', 'proxy-connection', 'transfer-encoding', 'upgrade', 'te', 'trailer', 'proxy-authorization']);
+
+const NULL_BODY_STATUSES = new Set([101, 204, 205, 304]);
+
+export function toWireRequest(request: Request, body: Buffer, options: { dropHeaders?: string[] } = {}): WireRequest {
+  const drop = new Set([...HOP_BY_HOP, ...(options.dropHeaders ?? [])]);
+  const headers: Array<[string, string]> = [];
+  for (const [name, value] of request.headers) if (!drop.has(name)) headers.push([name, value]);
+  const hasBody = body.length > 0 && request.method !== 'GET' && request.method !== 'HEAD';
+  return { method: request.method, url: request.url, headers, ...(hasBody ? { bodyBase64: body.toString('base64') } : {}) };
+}
+
+export class InvalidWireResponseError extends Error {
+  override readonly name = 'InvalidWireResponseError';
+}
+
+/** The handler's response as a real Response; throws InvalidWireResponseError for headers no HTTP response can carry. */
+export function fromWireResponse(wire: WireResponse, extraHeaders: Record<string, string>): Response {
+  const headers = new Headers();
+  try {
+    for (const [name, value] of wire.headers) {
+      const lower = name.toLowerCase();
+      // content-length is recomputed from the body we actually send.
+      if (HOP_BY_HOP.has(lower) || lower === 'content-length') continue;
+      headers.append(name, value);
+    }
+  } catch (err) {
+    throw new InvalidWireResponseError(`the handler returned an invalid header: ${(err as Error).message}`);
+  }
+  for (const [name, value] of Object.entries(extraHeaders)) headers.set(name, value);
+  const body = NULL_BODY_STATUSES.has(wire.status) ? null : Buffer.from(wire.bodyBase64, 'base64');
+  return new Response(body, { status: wire.status, headers });
+}

@@ -1,0 +1,169 @@
+import { z } from 'zod';
+import { EnvVars, FunctionConfig, FunctionName } from './function-config.ts';
+import { LogLine } from './invocation.ts';
+
+/*
+ * Request and response shapes of the HTTP API. The gateway validates with
+ * them, the CLI validates its input with them before sending, and
+ * /v1/openapi.json is generated from them, so the three cannot drift.
+ */
+
+type WithoutDefault<T> = T extends z.ZodDefault<infer Inner> ? Inner : T extends z.ZodOptional<infer Inner> ? Inner : T;
+type PatchShape<S extends z.ZodRawShape> = { [K in keyof S]: z.ZodOptional<WithoutDefault<S[K]>> };
+
+/**
+ * FunctionConfig with every field optional and no defaults: what a caller
+ * sets explicitly. Defaults would silently override the handler's own
+ * `export const config` when the two are merged ("API wins").
+ */
+function patchOf<S extends z.ZodRawShape>(schema: z.ZodObject<S>): z.ZodObject<PatchShape<S>, z.core.$strict> {
+  const shape: Record<string, z.ZodType> = {};
+  for (const [key, field] of Object.entries(schema.shape)) {
+    const inner = field instanceof z.ZodDefault || field instanceof z.ZodOptional ? (field.unwrap() as z.ZodType) : (field as z.ZodType);
+    shape[key] = inner.optional();
+  }
+  return z.object(shape).strict() as unknown as z.ZodObject<PatchShape<S>, z.core.$strict>;
+}
+
+export const FunctionConfigPatch = patchOf(FunctionConfig);
+export type FunctionConfigPatch = z.infer<typeof FunctionConfigPatch>;
+
+export const EnvVarName = EnvVars.keyType;
+
+const MAX_ENV_VARS = 256;
+const MAX_ENV_VALUE_CHARS = 32 * 1024;
+const EnvValue = z.string().max(MAX_ENV_VALUE_CHARS, `env values are at most ${MAX_ENV_VALUE_CHARS} characters`);
+
+function boundedRecord<V extends z.ZodType>(value: V) {
+  return z.record(EnvVarName, value).refine((r) => Object.keys(r).length <= MAX_ENV_VARS, `at most ${MAX_ENV_VARS} variables`);
+}
+
+export const EnvVarMap = boundedRecord(EnvValue);
+/** In an update, `null` deletes a variable; absent names are kept. */
+export const EnvVarPatch = boundedRecord(EnvValue.nullable());
+
+/** A path inside an uploaded bundle: relative, forward slashes, never leaving the bundle. */
+export const BundlePath = z
+  .string()
+  .min(1)
+  .max(1024)
+  .refine(
+    (p) => !p.startsWith('/') && !p.includes('\\') && !p.includes('\0') && p.split('/').every((seg) => seg !== '' && seg !== '.' && seg !== '..'),
+    'bundle paths must be relative, use "/" and contain no "." or ".." segments',
+  );
+
+const Base64 = z.string().regex(/^[A-Za-z0-9+/]*={0,2}$/, 'file contents must be base64');
+
+export const MAX_BUNDLE_FILES = 50_000;
+
+export const BundleFiles = z
+  .record(BundlePath, Base64)
+  .refine((files) => Object.keys(files).length > 0, 'the bundle has no files')
+  .refine((files) => Object.keys(files).length <= MAX_BUNDLE_FILES, `a bundle holds at most ${MAX_BUNDLE_FILES} files`);
+
+function disjoint(env: Record<string, unknown> | undefined, secrets: Record<string, unknown> | undefined): boolean {
+  if (!env || !secrets) return true;
+  return Object.keys(secrets).every((name) => !(name in env));
+}
+
+export const DeployRequest = z
+  .object({
+    name: FunctionName,
+    files: BundleFiles,
+    config: FunctionConfigPatch.optional(),
+    env: EnvVarMap.optional(),
+    secrets: EnvVarMap.optional(),
+  })
+  .strict()
+  .refine((r) => disjoint(r.env, r.secrets), 'a name cannot be both an env var and a secret');
+export type DeployRequest = z.infer<typeof DeployRequest>;
+
+export const EnvUpdateRequest = z
+  .object({ env: EnvVarPatch.optional(), secrets: EnvVarPatch.optional() })
+  .strict()
+  .refine((r) => r.env !== undefined || r.secrets !== undefined, 'give env, secrets or both');
+export type EnvUpdateRequest = z.infer<typeof EnvUpdateRequest>;
+
+export const RollbackRequest = z.object({ version: z.number().int().positive().optional() }).strict();
+export type RollbackRequest = z.infer<typeof RollbackRequest>;
+
+export const LogsQuery = z.object({
+  follow: z.enum(['0', '1', 'true', 'false']).optional().transform((v) => v === '1' || v === 'true'),
+  limit: z.coerce.number().int().min(1).max(1000).default(100),
+});
+
+export const EvalLanguage = z.enum(['javascript', 'typescript', 'python']);
+export const EvalRequest = z.object({ language: EvalLanguage.default('javascript'), code: z.string().min(1).max(1024 * 1024) }).strict();
+export type EvalRequest = z.infer<typeof EvalRequest>;
+
+// ---- responses ------------------------------------------------------------
+
+export const ErrorBody = z.object({
+  error: z.object({ code: z.string(), message: z.string(), details: z.unknown().optional() }),
+});
+export type ErrorBody = z.infer<typeof ErrorBody>;
+
+export const VersionView = z.object({
+  version: z.number().int().positive(),
+  templateId: z.string(),
+  createdAt: z.string(),
+  /** What created it: a deploy, an env/secret update, or a template rebuild after a restart. */
+  source: z.enum(['deploy', 'env', 'rebuild']),
+  config: FunctionConfig,
+  env: z.record(z.string(), z.string()),
+  /** Secret values are write-only: only their names ever leave the server. */
+  secretNames: z.array(z.string()),
+  bundleHash: z.string(),
+  active: z.boolean(),
+});
+export type VersionView = z.infer<typeof VersionView>;
+
+export const FunctionView = z.object({
+  name: FunctionName,
+  url: z.string(),
+  activeVersion: z.number().int().positive().nullable(),
+  createdAt: z.string(),
+  updatedAt: z.string(),
+  active: VersionView.nullable(),
+});
+export type FunctionView = z.infer<typeof FunctionView>;
+
+export const FunctionList = z.object({ functions: z.array(FunctionView) });
+export type FunctionList = z.infer<typeof FunctionList>;
+
+export const VersionList = z.object({ versions: z.array(VersionView) });
+export type VersionList = z.infer<typeof VersionList>;
+
+export const InvocationLogEntry = z.object({
+  id: z.string(),
+  time: z.string(),
+  version: z.number().int().positive(),
+  method: z.string(),
+  path: z.string(),
+  status: z.number().int(),
+  durationMs: z.number(),
+  ok: z.boolean(),
+  error: z.object({ code: z.string(), message: z.string() }).optional(),
+  logs: z.array(LogLine),
+  logsTruncated: z.boolean(),
+});
+export type InvocationLogEntry = z.infer<typeof InvocationLogEntry>;
+
+export const LogsResponse = z.object({ entries: z.array(InvocationLogEntry) });
+export type LogsResponse = z.infer<typeof LogsResponse>;
+
+export const DeployEvent = z.discriminatedUnion('type', [
+  z.object({ type: z.literal('progress'), step: z.string(), detail: z.record(z.string(), z.unknown()).optional() }),
+  z.object({ type: z.literal('result'), function: FunctionView }),
+  z.object({ type: z.literal('error'), error: ErrorBody.shape.error }),
+]);
+export type DeployEvent = z.infer<typeof DeployEvent>;
+
+export const DeleteResponse = z.object({ deleted: z.literal(true), name: FunctionName });
+
+export const HealthResponse = z.object({
+  ok: z.literal(true),
+  functions: z.number().int(),
+  engine: z.object({ liveSandboxes: z.number(), maxSandboxes: z.number(), freeCapacity: z.number() }),
+});
+export type HealthResponse = z.infer<typeof HealthResponse>;

@@ -1,0 +1,158 @@
+import crypto from 'node:crypto';
+import fs from 'node:fs/promises';
+import os from 'node:os';
+import path from 'node:path';
+import { pathToFileURL } from 'node:url';
+import { CapacityError, NotFoundError, TemplateBuildError } from '../../src/errors.ts';
+import type { Deployment, InvocationEngine, InvokeResult, OrchestratorStats } from '../../src/orchestrator/types.ts';
+import type { ProgressFn, Template, TemplateSource } from '../../src/sandbox/driver.ts';
+import type { InvocationOutcome, LogLine, WireRequest, WireResponse } from '../../src/schemas/invocation.ts';
+
+interface FakeTemplate extends Template {
+  handler: (request: Request) => unknown;
+}
+
+/**
+ * Stands in for the gVisor engine in unit tests. buildTemplate does what
+ * envd does at build time (import the bundle, check the default export is a
+ * function, read `export const config`) in this process, without a sandbox;
+ * invoke calls the handler the way envd would.
+ */
+export class FakeEngine implements InvocationEngine {
+  readonly dir: string;
+  readonly templates = new Map<string, FakeTemplate>();
+  readonly active = new Map<string, Deployment>();
+  readonly invocations: Array<{ deployment: Deployment; request: WireRequest; invocationId: string }> = [];
+  /** Set to make the next buildTemplate fail the way a failed sandbox boot does. */
+  failNextBuild: string | undefined;
+  /** Set to make invoke throw CapacityError. */
+  overCapacity = false;
+  /** Set to make the next invoke return this outcome instead of running the handler (timeouts, crashes...). */
+  nextOutcome: InvocationOutcome | undefined;
+  /** Set to make the next invoke throw this. */
+  nextInvokeError: unknown;
+  builds = 0;
+  readonly deactivated: string[] = [];
+  closed = false;
+
+  private constructor(dir: string) {
+    this.dir = dir;
+  }
+
+  static async create(): Promise<FakeEngine> {
+    return new FakeEngine(await fs.mkdtemp(path.join(os.tmpdir(), 'snapfn-fake-engine-')));
+  }
+
+  async buildTemplate(source: TemplateSource, onProgress: ProgressFn = () => {}): Promise<Template> {
+    const started = performance.now();
+    onProgress('rootfs');
+    const bundle = await fs.readFile(source.bundleFile);
+    const id = crypto.createHash('sha256').update(bundle).update(source.network).digest('hex').slice(0, 24);
+    const existing = this.templates.get(id);
+    if (existing) return existing;
+    if (this.failNextBuild) {
+      const message = this.failNextBuild;
+      this.failNextBuild = undefined;
+      throw new TemplateBuildError(message);
+    }
+    onProgress('boot', { templateId: id });
+    const dir = path.join(this.dir, id);
+    await fs.mkdir(dir, { recursive: true });
+    const file = path.join(dir, 'handler.mjs');
+    await fs.copyFile(source.bundleFile, file);
+    let mod: { default?: unknown; config?: unknown };
+    try {
+      mod = (await import(pathToFileURL(file).href)) as typeof mod;
+    } catch (err) {
+      throw new TemplateBuildError(`load_failed: ${(err as Error).message}`);
+    }
+    if (typeof mod.default !== 'function') throw new TemplateBuildError(`invalid_handler: the default export is a ${typeof mod.default}, not a function`);
+    onProgress('warm');
+    onProgress('checkpoint');
+    const template: FakeTemplate = {
+      id,
+      driver: 'fake',
+      dir,
+      handlerConfig: mod.config === undefined ? null : JSON.parse(JSON.stringify(mod.config)),
+      buildMs: Math.round(performance.now() - started),
+      imageBytes: bundle.length,
+      handler: mod.default as (request: Request) => unknown,
+    };
+    this.templates.set(id, template);
+    this.builds++;
+    onProgress('done', { templateId: id, imageBytes: bundle.length });
+    return template;
+  }
+
+  async activate(deployment: Deployment): Promise<void> {
+    if (!this.templates.has(deployment.templateId)) throw new NotFoundError(`template ${deployment.templateId} is not built`);
+    this.active.set(deployment.name, deployment);
+  }
+
+  async deactivate(name: string): Promise<void> {
+    this.deactivated.push(name);
+    this.active.delete(name);
+  }
+
+  async invoke(deployment: Deployment, request: WireRequest, options: { invocationId: string }): Promise<InvokeResult> {
+    if (this.overCapacity) throw new CapacityError('all sandboxes are busy', 3);
+    const template = this.templates.get(deployment.templateId);
+    if (!template) throw new NotFoundError(`template ${deployment.templateId} is not built`);
+    this.invocations.push({ deployment, request, invocationId: options.invocationId });
+    if (this.nextInvokeError !== undefined) {
+      const err = this.nextInvokeError;
+      this.nextInvokeError = undefined;
+      throw err;
+    }
+    const canned = this.nextOutcome;
+    this.nextOutcome = undefined;
+    const outcome = canned ?? (await runHandler(template.handler, request, deployment.env));
+    return { outcome, timings: { acquireMs: 0, restoreMs: 0, handlerMs: 0, source: 'restore' } };
+  }
+
+  freeCapacity(): number {
+    return this.overCapacity ? 0 : 8;
+  }
+
+  stats(): OrchestratorStats {
+    return { liveSandboxes: 0, maxSandboxes: 8, busySandboxes: 0, pooled: {}, poolHits: 0, poolMisses: 0, templateBuilds: this.builds };
+  }
+
+  async close(): Promise<void> {
+    this.closed = true;
+    await fs.rm(this.dir, { recursive: true, force: true });
+  }
+}
+
+/** envd's invocation path, in-process: env swap, console capture, Response or JSON conversion. */
+async function runHandler(handler: (request: Request) => unknown, wire: WireRequest, env: Record<string, string>): Promise<InvocationOutcome> {
+  const logs: LogLine[] = [];
+  const start = performance.now();
+  const savedEnv = process.env;
+  const savedLog = console.log;
+  const savedError = console.error;
+  process.env = { ...savedEnv, ...env };
+  console.log = (...args: unknown[]) => void logs.push({ stream: 'stdout', text: `${args.map(String).join(' ')}\n`, t: performance.now() - start });
+  console.error = (...args: unknown[]) => void logs.push({ stream: 'stderr', text: `${args.map(String).join(' ')}\n`, t: performance.now() - start });
+  try {
+    const hasBody = wire.bodyBase64 !== undefined && wire.method !== 'GET' && wire.method !== 'HEAD';
+    const request = new Request(wire.url, { method: wire.method, headers: wire.headers, ...(hasBody ? { body: Buffer.from(wire.bodyBase64!, 'base64') } : {}) });
+    const value = await handler(request);
+    return { ok: true, response: await toWireResponse(value), logs, logsTruncated: false };
+  } catch (err) {
+    return { ok: false, error: { code: 'handler_error', message: (err as Error).message, name: (err as Error).name }, logs, logsTruncated: false };
+  } finally {
+    process.env = savedEnv;
+    console.log = savedLog;
+    console.error = savedError;
+  }
+}
+
+async function toWireResponse(value: unknown): Promise<WireResponse> {
+  if (value instanceof Response) {
+    const body = Buffer.from(await value.arrayBuffer());
+    return { status: value.status, headers: [...value.headers], bodyBase64: body.toString('base64') };
+  }
+  if (value === undefined) return { status: 204, headers: [], bodyBase64: '' };
+  return { status: 200, headers: [['content-type', 'application/json; charset=utf-8']], bodyBase64: Buffer.from(JSON.stringify(value)).toString('base64') };
+}

@@ -1,0 +1,49 @@
+import type { FunctionView, InvocationLogEntry } from '../../src/schemas/api.ts';
+
+export function formatBytes(bytes: number): string {
+  if (bytes < 1024) return `${bytes} B`;
+  if (bytes < 1024 * 1024) return `${(bytes / 1024).toFixed(1)} KiB`;
+  return `${(bytes / 1024 / 1024).toFixed(1)} MiB`;
+}
+
+/** Plain columns, padded to the widest cell; no colors, so it pipes cleanly. */
+export function table(header: string[], rows: string[][]): string {
+  const widths = header.map((h, i) => Math.max(h.length, ...rows.map((r) => (r[i] ?? '').length)));
+  const line = (cells: string[]) => cells.map((c, i) => (i === cells.length - 1 ? c : c.padEnd(widths[i] ?? 0))).join('  ').trimEnd();
+  return [line(header), ...rows.map(line)].join('\n');
+}
+
+const STEP_LABELS: Record<string, (detail: Record<string, unknown>) => string> = {
+  bundled: (d) => `bundled handler (${formatBytes(Number(d.bytes ?? 0))})`,
+  rootfs: () => 'preparing the base root filesystem',
+  boot: () => 'booting a sandbox with the handler',
+  warm: () => 'warming up',
+  checkpoint: () => 'checkpointing the template snapshot',
+  done: (d) => `template ${String(d.templateId ?? '').slice(0, 12)} ready${d.imageBytes ? ` (${formatBytes(Number(d.imageBytes))})` : ''}`,
+  rebuild: (d) => `the handler asks for network=${String(d.network)}: rebuilding the template`,
+  activating: () => 'activating',
+  activated: (d) => `activated v${String(d.version)}`,
+};
+
+export function progressLine(step: string, detail: Record<string, unknown> = {}): string {
+  return `  ${STEP_LABELS[step]?.(detail) ?? step}`;
+}
+
+export function functionSummary(fn: FunctionView): string {
+  const v = fn.active;
+  if (!v) return `${fn.name}: no active version`;
+  const secrets = v.secretNames.length > 0 ? `, secrets: ${v.secretNames.join(' ')}` : '';
+  const env = Object.keys(v.env).length > 0 ? `, env: ${Object.keys(v.env).join(' ')}` : '';
+  return `${fn.name} v${v.version} -> ${fn.url}\n  timeout ${v.config.timeoutMs} ms, memory ${v.config.memoryMb} MiB, network ${v.config.network}${v.config.keepWarm ? ', keep-warm' : ''}${env}${secrets}`;
+}
+
+export function logEntryLines(entry: InvocationLogEntry): string[] {
+  const head = `${entry.time}  ${entry.status}  ${entry.durationMs.toFixed(1)}ms  v${entry.version}  ${entry.method} ${entry.path}  ${entry.id}`;
+  const lines = [entry.error ? `${head}  ${entry.error.code}: ${entry.error.message}` : head];
+  for (const log of entry.logs) {
+    const marker = log.stream === 'stderr' ? '!' : '|';
+    for (const text of log.text.replace(/\n$/, '').split('\n')) lines.push(`    ${marker} ${text}`);
+  }
+  if (entry.logsTruncated) lines.push('    ... (output truncated)');
+  return lines;
+}
