@@ -11,6 +11,7 @@ import type { InvocationEngine } from './orchestrator/types.ts';
 import { FunctionStore } from './registry/function-store.ts';
 import { DeployRequest } from './schemas/api.ts';
 import { zodMessage } from './schemas/zod-message.ts';
+import { SnapfnMetrics } from './telemetry/snapfn-metrics.ts';
 
 export const EXAMPLES_DIR = fileURLToPath(new URL('../functions', import.meta.url));
 
@@ -87,7 +88,8 @@ export async function startSnapfn(options: SnapfnOptions): Promise<RunningSnapfn
       if (r.error) log(`  could not re-activate ${r.name} v${r.version}: ${r.error}`);
       else if (r.rebuilt) log(`  rebuilt the template of ${r.name} (now v${r.version})`);
     }
-    gateway = await startGateway({ engine, store, config, port: config.port, ...(options.hostname ? { hostname: options.hostname } : {}), log: (m) => console.error(m) });
+    const metrics = new SnapfnMetrics({ engineStats: () => engine.stats(), driver: engine.driverInfo?.() ?? { name: 'unknown', platform: 'unknown' } });
+    gateway = await startGateway({ engine, store, config, metrics, port: config.port, ...(options.hostname ? { hostname: options.hostname } : {}), log: (m) => console.error(m) });
     const examples: DeployedExample[] = [];
     if (options.examplesDir !== false) {
       for (const dir of await exampleDirs(options.examplesDir ?? EXAMPLES_DIR)) {

@@ -103,10 +103,15 @@ function toRequest(wire) {
   });
 }
 
+const FRAMING_HEADERS = new Set(['content-encoding', 'content-length', 'transfer-encoding', 'connection']);
+
 async function toWireResponse(value) {
   if (value instanceof Response) {
     const body = Buffer.from(await value.arrayBuffer());
-    return { status: value.status, headers: [...value.headers], bodyBase64: body.toString('base64') };
+    // The body is sent whole and already decoded (a fetch() Response passed
+    // through decompresses it): its framing headers no longer apply.
+    const headers = [...value.headers].filter(([name]) => !FRAMING_HEADERS.has(name.toLowerCase()));
+    return { status: value.status, headers, bodyBase64: body.toString('base64') };
   }
   if (value === undefined) return { status: 204, headers: [], bodyBase64: '' };
   const json = JSON.stringify(value);

@@ -36,6 +36,12 @@ export function createGateway(deps: GatewayDeps): Hono<GatewayEnv> {
 
   mountInvokeRoutes(app, deps);
 
+  const { metrics } = deps;
+  if (metrics) {
+    app.use('/metrics', requireOperator(deps.config.apiKey));
+    app.get('/metrics', (c) => c.text(metrics.render(), 200, { 'content-type': 'text/plain; version=0.0.4; charset=utf-8' }));
+  }
+
   app.use('/v1/*', requireOperator(deps.config.apiKey));
   app.get('/v1/openapi.json', (c) => c.json(openApi));
   mountDeployRoute(app, deps);

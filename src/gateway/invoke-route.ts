@@ -90,10 +90,12 @@ async function invoke(c: Context<GatewayEnv>, deps: GatewayDeps): Promise<Respon
         result = await engine.invoke(serving.deployment, wire, { invocationId });
       } catch (err) {
         const error = toSnapfnError(err, deps.log);
+        deps.metrics?.recordRejected(name, error.code, performance.now() - started);
         await record({ status: error.status, ok: false, error: { code: error.code, message: error.message }, logs: [], logsTruncated: false });
         throw error;
       }
       const { outcome } = result;
+      deps.metrics?.recordInvocation(name, outcome, result.timings, performance.now() - started);
       const { response, error } = respond(outcome, serving, redact);
       await record({ status: response.status, ok: error === undefined, ...(error ? { error } : {}), logs: outcome.logs, logsTruncated: outcome.logsTruncated });
       span.setAttribute('http.response.status_code', response.status);

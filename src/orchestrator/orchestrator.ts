@@ -114,6 +114,10 @@ export class Orchestrator<D extends SandboxDriver = SandboxDriver> implements In
     };
   }
 
+  driverInfo(): { name: string; platform: string } {
+    return { name: this.#driver.name, platform: this.#driver.platform };
+  }
+
   /** Ids of pre-restored sandboxes waiting in warm pools (for memory measurements). */
   pooledSandboxIds(): string[] {
     return [...this.#functions.values()].flatMap((fn) => fn.pool.map((s) => s.id));

@@ -48,5 +48,7 @@ export interface InvocationEngine {
   /** Sandboxes that could start an invocation right now. */
   freeCapacity(): number;
   stats(): OrchestratorStats;
+  /** Which sandbox driver serves, for /metrics and logs. */
+  driverInfo?(): { name: string; platform: string };
   close(): Promise<void>;
 }

@@ -67,6 +67,8 @@ export interface Sandbox {
 
 export interface SandboxDriver {
   readonly name: string;
+  /** How sandboxes are isolated on this host (gVisor: ptrace or kvm; QEMU: kvm or tcg). */
+  readonly platform: string;
   /** Part of every template hash: bump it when the driver's snapshot format changes. */
   readonly version: string;
   /** Boot from scratch, warm, checkpoint. Never rebuilds a template whose hash already exists. */

@@ -37,6 +37,7 @@ interface Started {
 
 export class GvisorDriver implements SandboxDriver {
   readonly name = 'gvisor';
+  readonly platform = 'ptrace';
   readonly version = 'gvisor-1';
   readonly #home: string;
   readonly #runsc: Runsc;

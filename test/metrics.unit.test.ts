@@ -1,0 +1,26 @@
+import assert from 'node:assert/strict';
+import { test } from 'node:test';
+import { SnapfnMetrics } from '../src/telemetry/snapfn-metrics.ts';
+
+test('metrics render invocations, phase histograms, pools and driver info in Prometheus text format', () => {
+  const metrics = new SnapfnMetrics({
+    engineStats: () => ({ liveSandboxes: 3, maxSandboxes: 8, busySandboxes: 1, pooled: { hello: 2 }, poolHits: 5, poolMisses: 1, templateBuilds: 4 }),
+    driver: { name: 'gvisor', platform: 'ptrace' },
+    queueDepth: () => ({ hello: 7 }),
+  });
+  metrics.recordInvocation('hello', { ok: true, response: { status: 200, headers: [], bodyBase64: '' }, logs: [], logsTruncated: false }, { acquireMs: 0.5, restoreMs: 0, handlerMs: 3, source: 'pool' }, 4.2);
+  metrics.recordInvocation('hello', { ok: false, error: { code: 'timeout', message: 'x' }, logs: [], logsTruncated: false }, { acquireMs: 1, restoreMs: 300, handlerMs: 1000, source: 'restore' }, 1301);
+  metrics.recordRejected('hello', 'over_capacity', 2);
+  const text = metrics.render();
+  assert.match(text, /^snapfn_invocations_total\{function="hello",outcome="ok"\} 1$/m);
+  assert.match(text, /^snapfn_invocations_total\{function="hello",outcome="timeout"\} 1$/m);
+  assert.match(text, /^snapfn_invocations_total\{function="hello",outcome="over_capacity"\} 1$/m);
+  assert.match(text, /^snapfn_invocation_phase_seconds_bucket\{phase="handler",le="0.005"\} 1$/m);
+  assert.match(text, /^snapfn_invocation_phase_seconds_count\{phase="restore"\} 1$/m);
+  assert.match(text, /^snapfn_invocation_phase_seconds_count\{phase="total"\} 3$/m);
+  assert.match(text, /^snapfn_pool_sandboxes\{function="hello"\} 2$/m);
+  assert.match(text, /^snapfn_live_sandboxes 3$/m);
+  assert.match(text, /^snapfn_queue_depth\{function="hello"\} 7$/m);
+  assert.match(text, /^snapfn_driver_info\{driver="gvisor",platform="ptrace"\} 1$/m);
+  assert.match(text, /^# TYPE snapfn_invocation_phase_seconds histogram$/m);
+});
