@@ -1,4 +1,5 @@
 import { z } from 'zod';
+import { ScheduleSetting } from './schedule.ts';
 
 /** Function names appear in URLs, netns-free paths and Redis keys: keep them boring. */
 export const FunctionName = z
@@ -16,10 +17,8 @@ export const FunctionConfig = z
     keepWarm: z.boolean().default(false),
     /** Outbound internet for the sandbox. The host and other sandboxes stay unreachable either way. */
     network: z.enum(['none', 'egress']).default('none'),
-    /** Cron expression (5 or 6 fields), optional time zone. */
-    schedule: z
-      .union([z.string().min(1), z.object({ cron: z.string().min(1), tz: z.string().optional() })])
-      .optional(),
+    /** Cron expression (5 or 6 fields), optional time zone; validated with the scheduler's own parser. */
+    schedule: ScheduleSetting.optional(),
     /** Require the API key on /fn/:name too. */
     requireAuth: z.boolean().default(false),
     /** Warm pool size of pre-restored sandboxes for this function. */

@@ -1,0 +1,91 @@
+import type { Redis } from 'ioredis';
+import { z } from 'zod';
+import { NotFoundError } from '../errors.ts';
+import type { Deployment } from '../orchestrator/types.ts';
+import { EnvVars, FunctionConfig, FunctionName } from '../schemas/function-config.ts';
+import { KEY_PREFIX } from './job-data.ts';
+
+/*
+ * How a worker-only node learns what to run: the gateway (which owns the
+ * function store) publishes each deployment it serves as a small JSON record
+ * in Redis, and the name -> active version map. Env vars and secrets travel
+ * in that record, so Redis must be protected like the store itself (AUTH,
+ * TLS, network policy): see docs/scale-out.md.
+ */
+
+const DeploymentRecord = z.object({
+  name: FunctionName,
+  version: z.number().int().positive(),
+  templateId: z.string().min(1),
+  config: FunctionConfig,
+  env: EnvVars,
+});
+
+/** Superseded versions linger this long for jobs that pinned them while queued. */
+const SUPERSEDED_TTL_SECONDS = 24 * 3600;
+
+export function deploymentKey(name: string, version: number): string {
+  return `${KEY_PREFIX}:deployment:${name}:${version}`;
+}
+
+export const ACTIVE_DEPLOYMENTS_KEY = `${KEY_PREFIX}:deployments:active`;
+
+export class DeploymentRegistry {
+  readonly #redis: Redis;
+
+  /** `redis` stays the caller's: the registry never closes it. */
+  constructor(redis: Redis) {
+    this.#redis = redis;
+  }
+
+  /** Publishes a deployment; `activate` (default) also makes it the version scheduled runs and workers pick. */
+  async publish(deployment: Deployment, options: { activate?: boolean } = {}): Promise<void> {
+    const record = DeploymentRecord.parse(deployment);
+    const previous = await this.#redis.hget(ACTIVE_DEPLOYMENTS_KEY, record.name);
+    const tx = this.#redis.multi().set(deploymentKey(record.name, record.version), JSON.stringify(record));
+    if (options.activate ?? true) {
+      tx.hset(ACTIVE_DEPLOYMENTS_KEY, record.name, String(record.version));
+      if (previous !== null && Number(previous) !== record.version) tx.expire(deploymentKey(record.name, Number(previous)), SUPERSEDED_TTL_SECONDS);
+      tx.persist(deploymentKey(record.name, record.version));
+    }
+    await tx.exec();
+  }
+
+  async get(name: string, version: number | 'active'): Promise<Deployment> {
+    const v = version === 'active' ? await this.activeVersion(name) : version;
+    if (v === undefined) throw new NotFoundError(`function ${name} has no active deployment`);
+    const raw = await this.#redis.get(deploymentKey(name, v));
+    if (raw === null) throw new NotFoundError(`deployment ${name} v${v} is not published`);
+    return DeploymentRecord.parse(JSON.parse(raw));
+  }
+
+  async activeVersion(name: string): Promise<number | undefined> {
+    const v = await this.#redis.hget(ACTIVE_DEPLOYMENTS_KEY, name);
+    return v === null ? undefined : Number(v);
+  }
+
+  /** name -> active version of every published function. */
+  async active(): Promise<Map<string, number>> {
+    const all = await this.#redis.hgetall(ACTIVE_DEPLOYMENTS_KEY);
+    return new Map(Object.entries(all).map(([name, v]) => [name, Number(v)]));
+  }
+
+  /** The function was deleted: forget every version. */
+  async unpublish(name: string): Promise<void> {
+    const keys: string[] = [];
+    let cursor = '0';
+    do {
+      const [next, batch] = await this.#redis.scan(cursor, 'MATCH', `${KEY_PREFIX}:deployment:${name}:*`, 'COUNT', 200);
+      cursor = next;
+      keys.push(...batch);
+    } while (cursor !== '0');
+    const tx = this.#redis.multi().hdel(ACTIVE_DEPLOYMENTS_KEY, name);
+    if (keys.length > 0) tx.del(...keys);
+    await tx.exec();
+  }
+
+  /** A `resolveDeployment` for InvocationWorkers. */
+  resolver(): (name: string, version: number | 'active') => Promise<Deployment> {
+    return (name, version) => this.get(name, version);
+  }
+}

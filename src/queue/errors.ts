@@ -1,0 +1,48 @@
+import { SnapfnError } from '../errors.ts';
+import type { HandlerFailure } from '../schemas/invocation.ts';
+
+/**
+ * An async or scheduled invocation whose outcome was a failure. Thrown from
+ * the job processor so BullMQ retries it (or dead-letters it after the last
+ * attempt). The message is `<code>: <message>` because BullMQ keeps only the
+ * message (`failedReason`); `parseFailedReason` turns it back into a failure.
+ */
+export class InvocationFailedError extends SnapfnError {
+  readonly failure: HandlerFailure;
+  constructor(failure: HandlerFailure) {
+    super(failure.code, 502, `${failure.code}: ${failure.message}`);
+    this.failure = failure;
+  }
+}
+
+const FAILURE_CODES = new Set<string>(['handler_error', 'timeout', 'sandbox_crashed', 'restore_failed', 'invalid_response']);
+
+/** The `{ code, message }` of a BullMQ failedReason (ours or any other thrown error). */
+export function parseFailedReason(reason: string | undefined): { code: string; message: string } | undefined {
+  if (!reason) return undefined;
+  const m = /^([a-z_]+): ([\s\S]*)$/.exec(reason);
+  if (m && FAILURE_CODES.has(m[1]!)) return { code: m[1]!, message: m[2]! };
+  // Stalled too often, deployment gone, Redis trouble mid-job...
+  return { code: 'queue_error', message: reason };
+}
+
+/** A synchronous caller waited for its queued invocation longer than it was willing to. */
+export class QueueWaitTimeoutError extends SnapfnError {
+  readonly invocationId: string;
+  constructor(invocationId: string, waitedMs: number, state: 'withdrawn' | 'running') {
+    const message =
+      state === 'withdrawn'
+        ? `the invocation waited ${waitedMs} ms in the queue without starting and was withdrawn`
+        : `the invocation did not finish within ${waitedMs} ms; it keeps running, poll its status`;
+    // Withdrawn: nothing ran, retrying is safe (503). Running: the outcome is unknown yet (504).
+    super(state === 'withdrawn' ? 'queue_timeout' : 'result_timeout', state === 'withdrawn' ? 503 : 504, message, { details: { invocationId, state } });
+    this.invocationId = invocationId;
+  }
+}
+
+/** Redis did not answer in time: the invocation may or may not have been queued. */
+export class QueueUnavailableError extends SnapfnError {
+  constructor(message: string, options?: { cause?: unknown }) {
+    super('queue_unavailable', 503, message, options);
+  }
+}

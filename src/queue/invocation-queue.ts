@@ -1,0 +1,264 @@
+import crypto from 'node:crypto';
+import { context, propagation } from '@opentelemetry/api';
+import { Queue, QueueEvents, type JobsOptions } from 'bullmq';
+import type { Redis } from 'ioredis';
+import { CapacityError, InvalidInputError, NotFoundError, SnapfnError } from '../errors.ts';
+import { retryAfterSeconds } from './backlog-estimate.ts';
+import { QueueUnavailableError, QueueWaitTimeoutError } from './errors.ts';
+import { functionOfScheduledRun, idempotentInvocationId, invocationIndexKey, isUsableJobId, schedulerId } from './invocation-ids.ts';
+import { invocationStatus } from './invocation-status.ts';
+import { KEY_PREFIX, queueName, type InvocationJobData, type InvocationJobResult, type InvocationStatus } from './job-data.ts';
+import { connectRedis } from './redis-server.ts';
+
+export interface RetentionPolicy {
+  /** Finished jobs are the status API and the idempotency memory: keep them an hour. */
+  completedAgeSeconds: number;
+  completedCount: number;
+  /** Dead letters are kept longer so someone can look at them. */
+  failedAgeSeconds: number;
+  failedCount: number;
+}
+
+export const DEFAULT_RETENTION: RetentionPolicy = {
+  completedAgeSeconds: 3600,
+  completedCount: 10_000,
+  failedAgeSeconds: 7 * 24 * 3600,
+  failedCount: 50_000,
+};
+
+export interface Backoff {
+  type: 'exponential' | 'fixed';
+  delayMs: number;
+}
+
+export interface InvocationQueueOptions {
+  redisUrl: string;
+  /** Default cap on waiting + delayed jobs per function (configure() overrides per function). */
+  maxQueued?: number;
+  /** Attempts of an async invocation (sync: always 1). */
+  attempts?: number;
+  backoff?: Backoff;
+  retention?: Partial<RetentionPolicy>;
+  /** How long an enqueue may wait for Redis before the caller gets a 503. */
+  enqueueTimeoutMs?: number;
+  /** BullMQ connection errors (they repeat while Redis is down: log, don't throw). */
+  onError?: (err: Error) => void;
+}
+
+export interface EnqueueOptions {
+  idempotencyKey?: string;
+  attempts?: number;
+  backoff?: Backoff;
+}
+
+/** Job data as the caller gives it; the queue fills in ids, timestamps and trace context. */
+export type EnqueueData = Omit<InvocationJobData, 'mode' | 'enqueuedAt' | 'trace'> & { mode: 'sync' | 'async'; enqueuedAt?: number };
+
+export interface FunctionQueueLimits {
+  maxQueued?: number;
+  /** Max running invocations of the function across all nodes (BullMQ global concurrency). */
+  maxConcurrency?: number;
+}
+
+/**
+ * The producer side: one BullMQ queue per function, idempotent enqueue, a
+ * per-function backlog cap, status lookups and waiting for a result.
+ */
+export class InvocationQueue {
+  readonly redis: Redis;
+  readonly retention: RetentionPolicy;
+  readonly #queues = new Map<string, Queue<InvocationJobData, InvocationJobResult>>();
+  readonly #events = new Map<string, Promise<QueueEvents>>();
+  readonly #maxQueued = new Map<string, number>();
+  readonly #options: Required<Pick<InvocationQueueOptions, 'maxQueued' | 'attempts' | 'backoff' | 'enqueueTimeoutMs' | 'onError'>>;
+  #closed = false;
+
+  constructor(options: InvocationQueueOptions) {
+    this.redis = connectRedis(options.redisUrl, { name: 'snapfn-queue' });
+    this.retention = { ...DEFAULT_RETENTION, ...options.retention };
+    this.#options = {
+      maxQueued: options.maxQueued ?? 10_000,
+      attempts: options.attempts ?? 3,
+      backoff: options.backoff ?? { type: 'exponential', delayMs: 1000 },
+      enqueueTimeoutMs: options.enqueueTimeoutMs ?? 5000,
+      onError: options.onError ?? ((err) => console.error(`snapfn queue: ${err.message}`)),
+    };
+    this.redis.on('error', (err: Error) => this.#options.onError(err));
+  }
+
+  /** The BullMQ queue of a function (shared with Schedules and tests). */
+  bullQueue(functionName: string): Queue<InvocationJobData, InvocationJobResult> {
+    if (this.#closed) throw new SnapfnError('shutting_down', 503, 'the queue is closed');
+    let queue = this.#queues.get(functionName);
+    if (!queue) {
+      queue = new Queue<InvocationJobData, InvocationJobResult>(queueName(functionName), { connection: this.redis, prefix: KEY_PREFIX });
+      queue.on('error', (err) => this.#options.onError(err));
+      this.#queues.set(functionName, queue);
+    }
+    return queue;
+  }
+
+  async configure(functionName: string, limits: FunctionQueueLimits): Promise<void> {
+    if (limits.maxQueued === undefined) this.#maxQueued.delete(functionName);
+    else this.#maxQueued.set(functionName, limits.maxQueued);
+    const queue = this.bullQueue(functionName);
+    if (limits.maxConcurrency === undefined) await queue.removeGlobalConcurrency();
+    else await queue.setGlobalConcurrency(limits.maxConcurrency);
+  }
+
+  /**
+   * Queues one invocation and returns its id (= the job id). With an
+   * idempotency key the id is derived from (function, key): a repeat while
+   * the first job is still retained returns the first one's id, unqueued.
+   */
+  async enqueue(functionName: string, data: EnqueueData, options: EnqueueOptions = {}): Promise<string> {
+    if (data.deployment.name !== functionName) throw new InvalidInputError(`job for ${data.deployment.name} enqueued on the queue of ${functionName}`);
+    const id = options.idempotencyKey !== undefined ? idempotentInvocationId(functionName, options.idempotencyKey) : (data.invocationId ?? crypto.randomUUID());
+    if (!isUsableJobId(id)) throw new InvalidInputError(`unusable invocation id "${id}" (no ':', not all digits, at most 200 chars)`);
+    const carrier: Record<string, string> = {};
+    propagation.inject(context.active(), carrier);
+    const job: InvocationJobData = {
+      ...data,
+      invocationId: id,
+      enqueuedAt: data.enqueuedAt ?? Date.now(),
+      ...(Object.keys(carrier).length > 0 ? { trace: carrier } : {}),
+    };
+    return this.#withTimeout(`enqueue ${functionName}`, async () => {
+      const queue = this.bullQueue(functionName);
+      if (options.idempotencyKey !== undefined && (await this.redis.exists(queue.toKey(id))) === 1) return id;
+      await this.#checkBacklog(functionName, queue);
+      // The index first: whenever the job exists, status(id) can find it.
+      await this.redis.set(invocationIndexKey(id), functionName, 'EX', this.#indexTtlSeconds());
+      // An existing id (a concurrent repeat of the same key) is ignored by BullMQ: same id back.
+      const added = await queue.add('invoke', job, { jobId: id, ...this.#jobOptions(data.mode, options) });
+      return added.id ?? id;
+    });
+  }
+
+  /** Which function an invocation belongs to, or undefined if Redis has never heard of it (or forgot). */
+  async functionOf(invocationId: string): Promise<string | undefined> {
+    return functionOfScheduledRun(invocationId) ?? (await this.redis.get(invocationIndexKey(invocationId))) ?? undefined;
+  }
+
+  async status(invocationId: string, functionName?: string): Promise<InvocationStatus> {
+    const fn = functionName ?? (await this.functionOf(invocationId));
+    if (!fn) throw new NotFoundError(`no invocation ${invocationId} (unknown, or past its retention)`);
+    const queue = this.bullQueue(fn);
+    const state = await queue.getJobState(invocationId);
+    const job = await queue.getJob(invocationId);
+    if (!job || state === 'unknown') throw new NotFoundError(`no invocation ${invocationId} of ${fn} (unknown, or past its retention)`);
+    return invocationStatus(fn, job, state);
+  }
+
+  /**
+   * For a sync invocation that had to queue: resolves with its result, or
+   * throws QueueWaitTimeoutError after `maxWaitMs`. A job that has not
+   * started by then is withdrawn, so a caller who gave up never runs it.
+   */
+  async waitForResult(invocationId: string, maxWaitMs: number, functionName?: string): Promise<InvocationJobResult> {
+    const fn = functionName ?? (await this.functionOf(invocationId));
+    if (!fn) throw new NotFoundError(`no invocation ${invocationId}`);
+    const queue = this.bullQueue(fn);
+    const events = await this.#queueEvents(fn);
+    const job = await queue.getJob(invocationId);
+    if (!job) throw new NotFoundError(`no invocation ${invocationId} of ${fn}`);
+    const started = Date.now();
+    try {
+      return await job.waitUntilFinished(events, Math.max(1, maxWaitMs));
+    } catch (err) {
+      if (this.#closed) throw new SnapfnError('shutting_down', 503, 'the queue closed while waiting for the invocation');
+      // Failed, timed out, or finished right at the deadline: Redis knows which.
+      const state = await queue.getJobState(invocationId);
+      if (state === 'completed') return (await queue.getJob(invocationId))!.returnvalue;
+      if (state === 'failed') {
+        const reason = (await queue.getJob(invocationId))?.failedReason ?? (err as Error).message;
+        throw new SnapfnError('queue_error', 502, `the invocation failed in the queue: ${reason}`);
+      }
+      if (state === 'waiting' || state === 'delayed' || state === 'prioritized') {
+        // remove() refuses a job a worker has just locked: then it is running.
+        const removed = await job.remove().then(
+          () => true,
+          () => false,
+        );
+        if (removed) throw new QueueWaitTimeoutError(invocationId, Date.now() - started, 'withdrawn');
+      }
+      throw new QueueWaitTimeoutError(invocationId, Date.now() - started, 'running');
+    }
+  }
+
+  async counts(functionName: string): Promise<Record<string, number>> {
+    return this.bullQueue(functionName).getJobCounts('waiting', 'prioritized', 'delayed', 'active', 'completed', 'failed', 'paused');
+  }
+
+  /** The function is gone: stop its schedule, drop what has not started. Finished jobs stay for status(). */
+  async removeFunction(functionName: string): Promise<void> {
+    const queue = this.bullQueue(functionName);
+    await queue.removeJobScheduler(schedulerId(functionName));
+    await queue.drain(true);
+    await queue.removeGlobalConcurrency();
+    this.#maxQueued.delete(functionName);
+  }
+
+  async close(): Promise<void> {
+    if (this.#closed) return;
+    this.#closed = true;
+    const events = await Promise.allSettled([...this.#events.values()]);
+    await Promise.allSettled(events.map((e) => (e.status === 'fulfilled' ? e.value.close() : undefined)));
+    await Promise.allSettled([...this.#queues.values()].map((q) => q.close()));
+    this.#queues.clear();
+    this.#events.clear();
+    await this.redis.quit().catch(() => this.redis.disconnect());
+  }
+
+  #jobOptions(mode: 'sync' | 'async', options: EnqueueOptions): JobsOptions {
+    const r = this.retention;
+    const backoff = options.backoff ?? this.#options.backoff;
+    return {
+      // A sync caller gets the failure in its response; retrying behind its back would run the handler twice.
+      attempts: mode === 'sync' ? 1 : Math.max(1, options.attempts ?? this.#options.attempts),
+      backoff: { type: backoff.type, delay: backoff.delayMs },
+      removeOnComplete: { age: r.completedAgeSeconds, count: r.completedCount },
+      removeOnFail: { age: r.failedAgeSeconds, count: r.failedCount },
+    };
+  }
+
+  #indexTtlSeconds(): number {
+    // Outlive the job in any state; queued jobs have no retention, a day of backlog is plenty.
+    return Math.max(this.retention.completedAgeSeconds, this.retention.failedAgeSeconds, 24 * 3600);
+  }
+
+  async #checkBacklog(functionName: string, queue: Queue<InvocationJobData, InvocationJobResult>): Promise<void> {
+    const limit = this.#maxQueued.get(functionName) ?? this.#options.maxQueued;
+    const counts = await queue.getJobCounts('waiting', 'prioritized', 'delayed', 'paused');
+    const queued = Object.values(counts).reduce((a, b) => a + b, 0);
+    if (queued < limit) return;
+    // The completed set is scored by finish time: its head is the recent drain rate.
+    const recent = await this.redis.zrevrange(queue.keys.completed!, 0, 49, 'WITHSCORES');
+    const times = recent.filter((_, i) => i % 2 === 1).map(Number);
+    throw new CapacityError(`${queued} invocations of ${functionName} are already queued (limit ${limit})`, retryAfterSeconds(queued, times));
+  }
+
+  #queueEvents(functionName: string): Promise<QueueEvents> {
+    let events = this.#events.get(functionName);
+    if (!events) {
+      const e = new QueueEvents(queueName(functionName), { connection: this.redis, prefix: KEY_PREFIX });
+      e.on('error', (err) => this.#options.onError(err));
+      events = e.waitUntilReady().then(() => e);
+      this.#events.set(functionName, events);
+      events.catch(() => this.#events.delete(functionName));
+    }
+    return events;
+  }
+
+  async #withTimeout<T>(what: string, fn: () => Promise<T>): Promise<T> {
+    let timer: NodeJS.Timeout | undefined;
+    const timeout = new Promise<never>((_, reject) => {
+      timer = setTimeout(() => reject(new QueueUnavailableError(`${what}: Redis did not answer within ${this.#options.enqueueTimeoutMs} ms`)), this.#options.enqueueTimeoutMs);
+    });
+    try {
+      return await Promise.race([fn(), timeout]);
+    } finally {
+      clearTimeout(timer);
+    }
+  }
+}

@@ -1,0 +1,48 @@
+import type { Job, JobState } from 'bullmq';
+import { parseFailedReason } from './errors.ts';
+import type { InvocationJobData, InvocationJobResult, InvocationStatus, InvocationStatusName } from './job-data.ts';
+
+/** The fields of a BullMQ job this mapping reads (a plain object in unit tests). */
+export type JobSnapshot = Pick<Job<InvocationJobData, InvocationJobResult | undefined>, 'id' | 'data' | 'returnvalue' | 'failedReason' | 'attemptsMade' | 'opts' | 'timestamp' | 'delay' | 'processedOn' | 'finishedOn'>;
+
+/**
+ * BullMQ state -> invocation status. The job can succeed while the
+ * invocation failed (a sync or schedule run returns its failed outcome
+ * instead of throwing), so `completed` looks at the outcome.
+ */
+export function invocationStatus(functionName: string, job: JobSnapshot, state: JobState | 'unknown'): InvocationStatus {
+  const result = job.returnvalue ?? undefined;
+  let status: InvocationStatusName;
+  let error: { code: string; message: string } | undefined;
+  switch (state) {
+    case 'completed':
+      status = result && !result.outcome.ok ? 'failed' : 'completed';
+      if (result && !result.outcome.ok) error = { code: result.outcome.error.code, message: result.outcome.error.message };
+      break;
+    case 'failed':
+      // BullMQ only moves a job to `failed` when no attempt is left.
+      status = 'dead';
+      error = parseFailedReason(job.failedReason);
+      break;
+    case 'active':
+      status = 'active';
+      break;
+    default:
+      // waiting, delayed (a backoff between attempts too), prioritized, waiting-children.
+      status = 'queued';
+      if (job.attemptsMade > 0) error = parseFailedReason(job.failedReason);
+  }
+  return {
+    id: job.id!,
+    function: functionName,
+    status,
+    mode: job.data.mode,
+    attempts: job.attemptsMade,
+    maxAttempts: job.opts.attempts ?? 1,
+    ...(result ? { result } : {}),
+    ...(error ? { error } : {}),
+    enqueuedAt: job.data.enqueuedAt ?? job.timestamp + (job.delay ?? 0),
+    ...(job.processedOn ? { startedAt: job.processedOn } : {}),
+    ...(job.finishedOn && (state === 'completed' || state === 'failed') ? { finishedAt: job.finishedOn } : {}),
+  };
+}

@@ -1,0 +1,170 @@
+import { Worker } from 'bullmq';
+import type { Redis } from 'ioredis';
+import type { InvocationEngine } from '../orchestrator/types.ts';
+import { ConcurrencyGovernor } from './concurrency-governor.ts';
+import { DEFAULT_WORKER_ID, processInvocationJob, type InvocationResultEvent, type ResolveDeployment } from './invocation-processor.ts';
+import { KEY_PREFIX, queueName, type InvocationJobData, type InvocationJobResult } from './job-data.ts';
+import { connectRedis } from './redis-server.ts';
+
+export type { InvocationResultEvent, ResolveDeployment } from './invocation-processor.ts';
+
+export interface InvocationWorkersOptions {
+  redisUrl: string;
+  engine: InvocationEngine;
+  /** The function store's job (gateway) or the Redis deployment registry's (worker-only node). */
+  resolveDeployment: ResolveDeployment;
+  onResult?: (event: InvocationResultEvent) => void | Promise<void>;
+  /** Sandboxes the queue leaves to the direct HTTP path (gateway nodes: >= 1; worker-only nodes: 0). */
+  reserveForDirect?: number;
+  /**
+   * A job whose worker died is retried after its lock expires and a stalled
+   * check notices: up to lockDuration + stalledInterval. The lock is renewed
+   * every lockDuration/2 while the job runs, so long handlers are fine.
+   */
+  lockDurationMs?: number;
+  stalledIntervalMs?: number;
+  /** Worker deaths a job survives before it is dead-lettered. */
+  maxStalledCount?: number;
+  workerId?: string;
+  onError?: (err: Error) => void;
+}
+
+interface FunctionWorker {
+  worker: Worker<InvocationJobData, InvocationJobResult>;
+  processed: number;
+}
+
+/**
+ * The consumer side on one node: a BullMQ Worker per function queue this
+ * node serves, whose concurrency follows the node's free sandboxes.
+ */
+export class InvocationWorkers {
+  readonly workerId: string;
+  readonly #redis: Redis;
+  readonly #options: InvocationWorkersOptions & { onError: (err: Error) => void };
+  readonly #workers = new Map<string, FunctionWorker>();
+  readonly #governor: ConcurrencyGovernor;
+  #closed = false;
+
+  constructor(options: InvocationWorkersOptions) {
+    this.#options = { ...options, onError: options.onError ?? ((err) => console.error(`snapfn worker: ${err.message}`)) };
+    this.workerId = options.workerId ?? DEFAULT_WORKER_ID;
+    this.#redis = connectRedis(options.redisUrl, { name: 'snapfn-worker' });
+    this.#redis.on('error', (err: Error) => this.#options.onError(err));
+    this.#governor = new ConcurrencyGovernor({
+      engine: options.engine,
+      reserve: options.reserveForDirect ?? 0,
+      apply: (name, concurrency) => this.#apply(name, concurrency),
+    });
+  }
+
+  /** Function queues this node currently serves. */
+  functions(): string[] {
+    return [...this.#workers.keys()];
+  }
+
+  stats(): Record<string, { concurrency: number; paused: boolean; processed: number }> {
+    const out: Record<string, { concurrency: number; paused: boolean; processed: number }> = {};
+    for (const [name, fw] of this.#workers) out[name] = { concurrency: fw.worker.concurrency, paused: fw.worker.isPaused(), processed: fw.processed };
+    return out;
+  }
+
+  /** Start taking jobs of a function (idempotent). */
+  start(functionName: string): void {
+    if (this.#closed || this.#workers.has(functionName)) return;
+    const fw: FunctionWorker = {
+      worker: new Worker<InvocationJobData, InvocationJobResult>(
+        queueName(functionName),
+        async (job) => {
+          this.#governor.jobStarted(functionName);
+          try {
+            return await processInvocationJob(job, {
+              engine: this.#countedEngine,
+              resolveDeployment: this.#options.resolveDeployment,
+              ...(this.#options.onResult ? { onResult: this.#options.onResult } : {}),
+              onError: this.#options.onError,
+              workerId: this.workerId,
+            });
+          } finally {
+            fw.processed++;
+            this.#governor.jobFinished(functionName);
+          }
+        },
+        {
+          connection: this.#redis,
+          prefix: KEY_PREFIX,
+          // Starts small; the governor raises it as soon as the function has work.
+          concurrency: 1,
+          lockDuration: this.#options.lockDurationMs ?? 10_000,
+          stalledInterval: this.#options.stalledIntervalMs ?? 10_000,
+          maxStalledCount: this.#options.maxStalledCount ?? 2,
+          // BullMQ waits this long after a failed fetch (Redis down); its 15 s default stalls recovery.
+          runRetryDelay: 1000,
+        },
+      ),
+      processed: 0,
+    };
+    fw.worker.on('error', (err) => this.#options.onError(err));
+    this.#workers.set(functionName, fw);
+    this.#governor.register(functionName);
+  }
+
+  /** Resolves once every started worker is connected and fetching (tests, readiness probes). */
+  async ready(): Promise<void> {
+    await Promise.all([...this.#workers.values()].map((fw) => fw.worker.waitUntilReady()));
+  }
+
+  /** Stop taking jobs of a function; waits for its running jobs. */
+  async stop(functionName: string): Promise<void> {
+    const fw = this.#workers.get(functionName);
+    if (!fw) return;
+    this.#workers.delete(functionName);
+    this.#governor.unregister(functionName);
+    await fw.worker.close();
+  }
+
+  /** Serve exactly these functions. */
+  async sync(functionNames: Iterable<string>): Promise<void> {
+    const want = new Set(functionNames);
+    await Promise.all(this.functions().filter((name) => !want.has(name)).map((name) => this.stop(name)));
+    for (const name of want) this.start(name);
+  }
+
+  /**
+   * Stops fetching, waits for running jobs (a job cut off here would be
+   * retried elsewhere after its lock expires), closes the connection.
+   * `force` does not wait: for a node that must go now.
+   */
+  async close(options: { force?: boolean } = {}): Promise<void> {
+    if (this.#closed) return;
+    this.#closed = true;
+    this.#governor.close();
+    await Promise.allSettled([...this.#workers.values()].map((fw) => fw.worker.close(options.force)));
+    this.#workers.clear();
+    await this.#redis.quit().catch(() => this.#redis.disconnect());
+  }
+
+  /** The engine as the processor sees it: every call counted in and out for the governor. */
+  readonly #countedEngine: Pick<InvocationEngine, 'invoke'> = {
+    invoke: async (deployment, request, options) => {
+      this.#governor.enterEngine();
+      try {
+        return await this.#options.engine.invoke(deployment, request, options);
+      } finally {
+        this.#governor.exitEngine();
+      }
+    },
+  };
+
+  #apply(name: string, concurrency: number): void {
+    const worker = this.#workers.get(name)?.worker;
+    if (!worker || this.#closed || worker.closing) return;
+    if (concurrency <= 0) {
+      // Not waiting for running jobs: pausing only stops new fetches.
+      void worker.pause(true).catch((err: Error) => this.#options.onError(err));
+      return;
+    }
+    worker.concurrency = concurrency;
+    if (worker.isPaused()) worker.resume();
+  }
+}

@@ -1,0 +1,67 @@
+// Worker-only mode (`npm run worker`): a node with sandboxes and no HTTP API
+// that takes queued invocations of every published function from REDIS_URL.
+// See docs/scale-out.md.
+import http from 'node:http';
+import { z } from 'zod';
+import { ConfigError, loadConfig } from './config.ts';
+import { createEngine } from './orchestrator/index.ts';
+import { linkTemplateStore } from './queue/shared-templates.ts';
+import { WorkerNode } from './queue/worker-node.ts';
+
+const WorkerEnv = z.object({
+  REDIS_URL: z.string({ error: 'REDIS_URL is required in worker mode (redis://[:password@]host:port or rediss:// for TLS)' }).regex(/^rediss?:\/\//, 'REDIS_URL must start with redis:// or rediss://'),
+  SNAPFN_TEMPLATE_STORE: z.string({ error: 'SNAPFN_TEMPLATE_STORE is required in worker mode: the directory of templates shared with the gateways' }).min(1),
+  SNAPFN_WORKER_HEALTH_PORT: z.coerce.number().int().min(1).max(65_535).optional(),
+  SNAPFN_WORKER_POLL_MS: z.coerce.number().int().min(100).default(2000),
+});
+
+const log = (message: string) => console.error(`snapfn worker: ${message}`);
+
+async function main(): Promise<void> {
+  const parsed = WorkerEnv.safeParse(process.env);
+  if (!parsed.success) throw new ConfigError(parsed.error.issues.map((i) => i.message).join('; '));
+  const env = parsed.data;
+  const config = loadConfig();
+
+  await linkTemplateStore(config.home, env.SNAPFN_TEMPLATE_STORE);
+  const engine = await createEngine({ home: config.home, maxSandboxes: config.maxSandboxes, poolSize: config.poolSize });
+  const node = new WorkerNode({ redisUrl: env.REDIS_URL, engine, pollMs: env.SNAPFN_WORKER_POLL_MS, log });
+  await node.start();
+  const health = env.SNAPFN_WORKER_HEALTH_PORT === undefined ? undefined : await serveHealth(env.SNAPFN_WORKER_HEALTH_PORT, node, engine);
+  log(`taking queued invocations (home ${config.home}, ${config.maxSandboxes} sandboxes, templates ${env.SNAPFN_TEMPLATE_STORE}${health ? `, health on :${env.SNAPFN_WORKER_HEALTH_PORT}` : ''})`);
+
+  let stopping = false;
+  const stop = async (signal: string) => {
+    if (stopping) return;
+    stopping = true;
+    log(`${signal}: finishing running invocations`);
+    health?.close();
+    await node.close();
+    await engine.close();
+    process.exit(0);
+  };
+  process.once('SIGTERM', () => void stop('SIGTERM'));
+  process.once('SIGINT', () => void stop('SIGINT'));
+}
+
+/** GET /healthz for a liveness/readiness probe; nothing else is served. */
+function serveHealth(port: number, node: WorkerNode, engine: Awaited<ReturnType<typeof createEngine>>): Promise<http.Server> {
+  const server = http.createServer((req, res) => {
+    if (req.method !== 'GET' || req.url !== '/healthz') {
+      res.writeHead(404).end();
+      return;
+    }
+    const stats = engine.stats();
+    res.writeHead(200, { 'content-type': 'application/json' });
+    res.end(JSON.stringify({ ok: true, functions: node.functions().length, engine: { liveSandboxes: stats.liveSandboxes, maxSandboxes: stats.maxSandboxes, freeCapacity: engine.freeCapacity() }, queues: node.workers.stats() }));
+  });
+  return new Promise((resolve, reject) => {
+    server.once('error', reject);
+    server.listen(port, () => resolve(server));
+  });
+}
+
+main().catch((err: Error) => {
+  log(err instanceof ConfigError ? err.message : (err.stack ?? err.message));
+  process.exit(err instanceof ConfigError ? 2 : 1);
+});
