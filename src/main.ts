@@ -1,10 +1,13 @@
 import { ConfigError, loadConfig } from './config.ts';
 import { startSnapfn, type RunningSnapfn } from './snapfn.ts';
+import { startTracing } from './telemetry/tracing.ts';
 
 /** `npm start`: one snapfn node on PORT, until SIGINT/SIGTERM. */
 async function main(): Promise<void> {
   const config = loadConfig();
   console.log(`snapfn: starting (SNAPFN_HOME=${config.home}, max ${config.maxSandboxes} sandboxes, pool ${config.poolSize})`);
+  // Before anything creates spans: exports over OTLP only when OTEL_EXPORTER_OTLP_ENDPOINT is set.
+  const tracing = await startTracing();
   const snapfn: RunningSnapfn = await startSnapfn({ config });
   console.log(`snapfn: gateway listening on ${snapfn.url} (management API: ${config.apiKey ? 'API key required' : 'loopback clients only'})`);
   for (const fn of await snapfn.store.list()) console.log(`  ${fn.name.padEnd(16)} v${fn.active ?? '-'}  ${snapfn.url}/fn/${fn.name}`);
@@ -19,7 +22,7 @@ async function main(): Promise<void> {
     }
     stopping = true;
     console.log(`snapfn: ${signal}, shutting down`);
-    snapfn.close().then(
+    snapfn.close().then(() => tracing.close()).then(
       () => process.exit(0),
       (err: unknown) => {
         console.error(`snapfn: shutdown failed: ${(err as Error).message}`);
