@@ -1,0 +1,49 @@
+import fs from 'node:fs/promises';
+import path from 'node:path';
+import { progress } from './stats.ts';
+
+export type Scenario = Record<string, number>;
+
+export interface BenchResult {
+  date: string;
+  quick: boolean;
+  function: string;
+  driver: string;
+  template: { id: string; build_ms: number; image_bytes: number };
+  scenarios: Record<string, Scenario>;
+  ratios: Record<string, number>;
+  memory: { idle_sandbox_mb: number | null; idle_sandbox_rss_mb: number | null };
+  [extra: string]: unknown;
+}
+
+const LATENCY_KEYS = ['n', 'p50_ms', 'p99_ms', 'mean_ms', 'min_ms', 'max_ms'];
+
+/** The Markdown table: the same numbers as the JSON, nothing recomputed. */
+export function table(result: BenchResult): string {
+  const rows = [
+    `snapfn bench ${result.date} (${result.quick ? 'quick' : 'full'}; function ${result.function}; driver ${result.driver})`,
+    '',
+    '| scenario | n | p50 ms | p99 ms | mean ms | other |',
+    '|---|---|---|---|---|---|',
+  ];
+  for (const [name, s] of Object.entries(result.scenarios)) {
+    const other = Object.entries(s)
+      .filter(([k]) => !LATENCY_KEYS.includes(k))
+      .map(([k, v]) => `${k}=${v}`)
+      .join(' ');
+    rows.push(`| ${name} | ${s.n ?? ''} | ${s.p50_ms ?? ''} | ${s.p99_ms ?? ''} | ${s.mean_ms ?? ''} | ${other} |`);
+  }
+  rows.push('', '| ratio (p50 / p50) | value |', '|---|---|', ...Object.entries(result.ratios).map(([k, v]) => `| ${k} | ${v} |`));
+  rows.push('', `memory per idle pre-restored sandbox: ${result.memory.idle_sandbox_mb} MB PSS (${result.memory.idle_sandbox_rss_mb} MB RSS)`);
+  rows.push(`template: build ${result.template.build_ms} ms, image ${(result.template.image_bytes / 1048576).toFixed(1)} MiB`);
+  return rows.join('\n');
+}
+
+export async function writeResults(dir: string, result: BenchResult): Promise<void> {
+  await fs.mkdir(dir, { recursive: true });
+  const json = JSON.stringify(result, null, 2);
+  const md = `# ${table(result)}\n`;
+  await fs.writeFile(path.join(dir, 'latest.json'), json);
+  await fs.writeFile(path.join(dir, 'latest.md'), md);
+  progress(`results written to ${path.relative(process.cwd(), dir)}/latest.{json,md}`);
+}
