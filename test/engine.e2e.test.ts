@@ -104,11 +104,12 @@ describe('core engine (gVisor)', () => {
     const fn = await deployFixture(engine, 'misbehave', 'misbehave.mjs');
     assert.equal(fn.config.timeoutMs, 1500, 'config export is read from the handler');
     for (const what of ['spin', 'hang']) {
-      const started = performance.now();
-      const { outcome } = await engine.invoke(fn, get(`http://localhost/fn/misbehave?do=${what}`), { invocationId: `timeout-${what}` });
+      const { outcome, timings } = await engine.invoke(fn, get(`http://localhost/fn/misbehave?do=${what}`), { invocationId: `timeout-${what}` });
       assert.equal(outcome.ok, false);
       assert.equal(!outcome.ok && outcome.error.code, 'timeout', what);
-      assert.ok(performance.now() - started < 6000, `${what} took too long to be cut off`);
+      // The handler phase alone (not the restore before it, which a loaded
+      // machine stretches): the kill must come at timeoutMs + 1 s of grace.
+      assert.ok(timings.handlerMs < 1500 + 1000 + 2000, `${what} ran ${Math.round(timings.handlerMs)} ms before it was cut off`);
       const { outcome: next } = await engine.invoke(fn, get('http://localhost/fn/misbehave'), { invocationId: `after-${what}` });
       assert.deepEqual(bodyJson(next), { ok: true });
     }
