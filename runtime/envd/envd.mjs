@@ -242,4 +242,110 @@ function waitForHost() {
   });
 }
 
-waitForHost();
+// ---- second transport: a virtio-serial port (QEMU microVM driver) ---------
+//
+// Selected by SNAPFN_ENVD_TRANSPORT=virtio-serial (runtime/guest/init sets
+// it); without it nothing below runs. The port is a character device whose
+// host end is a QEMU chardev socket that a *new* QEMU process owns after every
+// restore, so envd cannot dial anything: it learns about the host from the
+// port itself. The guest kernel makes read() return 0 while no host is
+// connected and block while one is; the host speaks first (a bare newline,
+// which the line parser skips), and the first bytes after a hang-up mean "a
+// new host": envd answers with hello exactly as after a socket dial.
+
+function findVirtioPort(name) {
+  let entries = [];
+  try {
+    entries = fs.readdirSync('/sys/class/virtio-ports');
+  } catch {
+    return null; // virtio_console not bound yet: the caller retries
+  }
+  for (const entry of entries) {
+    try {
+      if (fs.readFileSync(`/sys/class/virtio-ports/${entry}/name`, 'utf8').trim() === name) return `/dev/${entry}`;
+    } catch {}
+  }
+  return null;
+}
+
+/** Just enough of net.Socket for serve() and handle(): data in, write, end. */
+class PortConnection {
+  constructor(fd) {
+    this.fd = fd;
+    this.ended = false;
+    this.listeners = { data: [], close: [], error: [] };
+    this.writes = Promise.resolve();
+  }
+  setEncoding() {}
+  on(event, fn) {
+    this.listeners[event]?.push(fn);
+    return this;
+  }
+  emitData(text) {
+    for (const fn of this.listeners.data) fn(text);
+  }
+  write(text) {
+    if (this.ended) return false;
+    const buf = Buffer.from(text);
+    // Serialised: concurrent fs.write calls on one fd may interleave.
+    this.writes = this.writes.then(() => new Promise((resolve) => writeAll(this.fd, buf, resolve)));
+    return true;
+  }
+  end(callback) {
+    // A port cannot hang up: stop answering and let the host close its end.
+    this.writes.then(() => {
+      this.ended = true;
+      portState.connection = null;
+      callback?.();
+    });
+  }
+  destroy() {
+    this.ended = true;
+  }
+}
+
+function writeAll(fd, buf, done) {
+  fs.write(fd, buf, 0, buf.length, null, (err, n) => {
+    if (err || n >= buf.length) return done();
+    writeAll(fd, buf.subarray(n), done);
+  });
+}
+
+const portState = { connection: null };
+
+function startVirtioSerial() {
+  const name = process.env.SNAPFN_ENVD_PORT_NAME ?? 'org.snapfn.envd';
+  const device = findVirtioPort(name);
+  if (!device) {
+    setTimeout(startVirtioSerial, 50);
+    return;
+  }
+  const fd = fs.openSync(device, 'r+');
+  const buf = Buffer.alloc(64 * 1024);
+  let decoder = new TextDecoder();
+  const readLoop = () => {
+    fs.read(fd, buf, 0, buf.length, null, (err, n) => {
+      if (err || n === 0) {
+        // No host (or it just left): the next bytes belong to a new one.
+        if (portState.connection) portState.connection.ended = true;
+        portState.connection = null;
+        decoder = new TextDecoder();
+        setTimeout(readLoop, DIAL_POLL_MS * 2);
+        return;
+      }
+      if (!portState.connection) {
+        const conn = new PortConnection(fd);
+        portState.connection = conn;
+        connectCount++;
+        send(conn, { type: 'hello', bootId, connectCount, invocations, handlerType: typeof handler, handlerConfig, loadError, nodeVersion: process.version });
+        serve(conn);
+      }
+      portState.connection.emitData(decoder.decode(buf.subarray(0, n), { stream: true }));
+      readLoop();
+    });
+  };
+  readLoop();
+}
+
+if (process.env.SNAPFN_ENVD_TRANSPORT === 'virtio-serial') startVirtioSerial();
+else waitForHost();

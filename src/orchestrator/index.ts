@@ -1,4 +1,6 @@
 import { GvisorDriver } from '../sandbox/gvisor/gvisor-driver.ts';
+import type { SandboxDriver } from '../sandbox/driver.ts';
+import { detectHardwareKvm } from '../sandbox/qemu/accel.ts';
 import { Orchestrator } from './orchestrator.ts';
 
 export type { Deployment, InvocationEngine, InvokeResult, OrchestratorStats, PhaseTimings } from './types.ts';
@@ -9,11 +11,38 @@ export interface EngineOptions {
   maxSandboxes: number;
   poolSize: number;
   maxWaitMs?: number;
+  /** Default: SNAPFN_DRIVER, else 'gvisor'. */
+  driver?: DriverChoice;
 }
 
-/** The engine of one node: the gVisor driver (the only one so far) behind an Orchestrator. */
-export async function createEngine(options: EngineOptions): Promise<Orchestrator<GvisorDriver>> {
-  // Network slots: one per sandbox the node may run, plus two for template builds.
-  const driver = await GvisorDriver.create({ home: options.home, networkSlots: options.maxSandboxes + 2 });
+export type DriverChoice = 'gvisor' | 'qemu' | 'auto';
+
+/**
+ * Which driver a node runs: SNAPFN_DRIVER=gvisor|qemu|auto. `auto` takes QEMU
+ * only where hardware KVM exists (under TCG a microVM is correct but several
+ * times slower than gVisor), else gVisor.
+ */
+export function resolveDriver(choice: string | undefined): { driver: 'gvisor' | 'qemu'; reason: string } {
+  const c = choice ?? 'gvisor';
+  if (c === 'gvisor' || c === 'qemu') return { driver: c, reason: `SNAPFN_DRIVER=${c}` };
+  if (c !== 'auto') throw new Error(`SNAPFN_DRIVER must be gvisor, qemu or auto, not '${c}'`);
+  const kvm = detectHardwareKvm();
+  return { driver: kvm.kvm ? 'qemu' : 'gvisor', reason: `auto: ${kvm.reason}` };
+}
+
+/** The engine of one node: a sandbox driver behind an Orchestrator. */
+export async function createEngine(options: EngineOptions): Promise<Orchestrator<SandboxDriver>> {
+  const { driver: which, reason } = resolveDriver(options.driver ?? process.env.SNAPFN_DRIVER);
+  let driver: SandboxDriver;
+  if (which === 'qemu') {
+    // Loaded lazily: a gVisor node never touches the QEMU code.
+    const { QemuDriver } = await import('../sandbox/qemu/qemu-driver.ts');
+    driver = await QemuDriver.create({ home: options.home });
+  } else {
+    // Network slots: one per sandbox the node may run, plus two for template builds.
+    driver = await GvisorDriver.create({ home: options.home, networkSlots: options.maxSandboxes + 2 });
+  }
+  // Silent on the default, so the log of an unconfigured node is unchanged.
+  if (options.driver ?? process.env.SNAPFN_DRIVER) process.stderr.write(`snapfn: sandbox driver ${driver.name} (platform ${driver.platform}; ${reason})\n`);
   return new Orchestrator({ driver, maxSandboxes: options.maxSandboxes, poolSize: options.poolSize, ...(options.maxWaitMs ? { maxWaitMs: options.maxWaitMs } : {}) });
 }

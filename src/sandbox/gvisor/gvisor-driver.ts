@@ -7,7 +7,7 @@ import type { ProgressFn, ResumeOptions, Sandbox, SandboxDriver, Template, Templ
 import { EnvdListener } from '../envd/envd-listener.ts';
 import type { EnvdHello } from '../envd/envd-connection.ts';
 import { NetworkSlotPool } from '../network/network-slot-pool.ts';
-import { ensureBaseRootfs } from '../rootfs/base-rootfs.ts';
+import { ensureRootfs, type RootfsFlavor } from '../rootfs/base-rootfs.ts';
 import { TemplateStore } from '../template/template-store.ts';
 import { GvisorSandbox } from './gvisor-sandbox.ts';
 import { NODE_FLAGS, sandboxSpec } from './oci-spec.ts';
@@ -73,7 +73,7 @@ export class GvisorDriver implements SandboxDriver {
   }
 
   async templateIdOf(source: TemplateSource): Promise<string> {
-    const rootfs = await ensureBaseRootfs(this.#home);
+    const rootfs = await ensureRootfs(this.#home, source.rootfs ?? 'base');
     const bundle = await fs.readFile(source.bundleFile);
     return TemplateStore.templateId([this.name, this.version, rootfs.hash, bundle, source.network, NODE_FLAGS.join(' ')]);
   }
@@ -91,7 +91,8 @@ export class GvisorDriver implements SandboxDriver {
       await fs.mkdir(bundleDir);
       await fs.copyFile(source.bundleFile, path.join(bundleDir, 'handler.mjs'));
       onProgress('boot', { templateId: id });
-      const boot = await this.#start('run', { bundleDir, templateId: id, memoryMb: BUILD_MEMORY_MB, network: source.network }).catch((err) => {
+      const rootfs = source.rootfs ?? 'base';
+      const boot = await this.#start('run', { bundleDir, templateId: id, memoryMb: BUILD_MEMORY_MB, network: source.network, rootfs }).catch((err) => {
         throw new TemplateBuildError(`the sandbox did not boot: ${(err as Error).message}`, { cause: err });
       });
       const { sandbox, hello } = boot;
@@ -108,7 +109,7 @@ export class GvisorDriver implements SandboxDriver {
         });
         const imageBytes = await dirSize(imageDir);
         onProgress('done', { templateId: id, imageBytes });
-        return { driver: this.name, handlerConfig: hello.handlerConfig, buildMs: Math.round(performance.now() - started), imageBytes };
+        return { driver: this.name, handlerConfig: hello.handlerConfig, buildMs: Math.round(performance.now() - started), imageBytes, ...(rootfs === 'base' ? {} : { rootfs }) };
       } finally {
         await sandbox.destroy();
       }
@@ -124,6 +125,7 @@ export class GvisorDriver implements SandboxDriver {
           templateId: template.id,
           memoryMb: options.memoryMb,
           network: options.network,
+          rootfs: template.rootfs ?? 'base',
         });
         return sandbox;
       } finally {
@@ -136,7 +138,7 @@ export class GvisorDriver implements SandboxDriver {
     const bundleDir = path.join(this.#home, 'gvisor', 'cold-bundles', crypto.createHash('sha256').update(await fs.readFile(source.bundleFile)).digest('hex').slice(0, 16));
     await fs.mkdir(bundleDir, { recursive: true });
     await fs.copyFile(source.bundleFile, path.join(bundleDir, 'handler.mjs'));
-    const { sandbox } = await this.#start('run', { bundleDir, templateId: 'cold', memoryMb: options.memoryMb, network: options.network });
+    const { sandbox } = await this.#start('run', { bundleDir, templateId: 'cold', memoryMb: options.memoryMb, network: options.network, rootfs: source.rootfs ?? 'base' });
     return sandbox;
   }
 
@@ -148,13 +150,13 @@ export class GvisorDriver implements SandboxDriver {
   /** Boot (`run`) or restore a container and wait for its envd to say hello. */
   async #start(
     kind: 'run' | 'restore',
-    options: { bundleDir: string; imageDir?: string; templateId: string; memoryMb: number; network: TemplateSource['network'] },
+    options: { bundleDir: string; imageDir?: string; templateId: string; memoryMb: number; network: TemplateSource['network']; rootfs: RootfsFlavor },
   ): Promise<Started> {
     const id = `sfn-${crypto.randomBytes(6).toString('hex')}`;
     const stateDir = path.join(this.#home, 'gvisor', 'sandboxes', id);
     const socketDir = path.join(stateDir, 'sock');
     await fs.mkdir(socketDir, { recursive: true });
-    const [rootfs, slot] = await Promise.all([ensureBaseRootfs(this.#home), this.#slots.acquire({ egress: options.network === 'egress' })]);
+    const [rootfs, slot] = await Promise.all([ensureRootfs(this.#home, options.rootfs), this.#slots.acquire({ egress: options.network === 'egress' })]);
     let listener: EnvdListener | undefined;
     let spawned: ReturnType<Runsc['spawn']> | undefined;
     try {

@@ -4,6 +4,7 @@ import { createReadStream } from 'node:fs';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { execa } from 'execa';
+import { copyExtras, evalExtras, hashExtras, resolveExtras, type RootfsExtras } from './rootfs-extras.ts';
 
 export const ENVD_SOURCE = fileURLToPath(new URL('../../../runtime/envd/envd.mjs', import.meta.url));
 
@@ -37,6 +38,13 @@ async function sharedLibraries(binary: string): Promise<string[]> {
   return [...libs].sort();
 }
 
+/**
+ * Which root filesystem a template runs on: `base` (node and envd) or `eval`
+ * (base plus bash, python3 and command-line tools for code evaluation).
+ */
+export type RootfsFlavor = 'base' | 'eval';
+const FLAVORS: Record<RootfsFlavor, () => Promise<RootfsExtras | undefined>> = { base: async () => undefined, eval: evalExtras };
+
 const cache = new Map<string, Promise<BaseRootfs>>();
 
 /**
@@ -44,16 +52,22 @@ const cache = new Map<string, Promise<BaseRootfs>>();
  * A changed node binary or envd gives a new hash, and so new templates.
  */
 export function ensureBaseRootfs(home: string): Promise<BaseRootfs> {
-  let p = cache.get(home);
+  return ensureRootfs(home, 'base');
+}
+
+/** Like ensureBaseRootfs for any flavor; `base` hashes exactly as it always did. */
+export function ensureRootfs(home: string, flavor: RootfsFlavor): Promise<BaseRootfs> {
+  const key = `${flavor}\0${home}`;
+  let p = cache.get(key);
   if (!p) {
-    p = buildBaseRootfs(home);
-    cache.set(home, p);
-    p.catch(() => cache.delete(home));
+    p = FLAVORS[flavor]().then((extras) => buildBaseRootfs(home, extras));
+    cache.set(key, p);
+    p.catch(() => cache.delete(key));
   }
   return p;
 }
 
-async function buildBaseRootfs(home: string): Promise<BaseRootfs> {
+async function buildBaseRootfs(home: string, extras?: RootfsExtras): Promise<BaseRootfs> {
   const nodeBinary = await fs.realpath(process.execPath);
   const libs = await sharedLibraries(nodeBinary);
   const hash = crypto.createHash('sha256');
@@ -64,6 +78,8 @@ async function buildBaseRootfs(home: string): Promise<BaseRootfs> {
     await sha256File(lib, hash);
   }
   await sha256File(ENVD_SOURCE, hash);
+  const resolved = extras ? await resolveExtras(extras) : undefined;
+  if (resolved) await hashExtras(resolved, hash);
   const digest = hash.digest('hex').slice(0, 16);
 
   const dir = path.join(home, 'rootfs', digest);
@@ -90,6 +106,7 @@ async function buildBaseRootfs(home: string): Promise<BaseRootfs> {
   await fs.writeFile(path.join(tmp, 'etc/passwd'), 'root:x:0:0:root:/root:/bin/sh\nnobody:x:65534:65534:nobody:/nonexistent:/bin/sh\n');
   await fs.writeFile(path.join(tmp, 'etc/group'), 'root:x:0:\nnogroup:x:65534:\n');
   await fs.writeFile(path.join(tmp, 'etc/hosts'), '127.0.0.1 localhost\n');
+  if (resolved) await copyExtras(resolved, tmp);
   await fs.writeFile(path.join(tmp, '.complete'), digest);
   try {
     await fs.rename(tmp, dir);

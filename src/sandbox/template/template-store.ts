@@ -10,6 +10,7 @@ const TemplateMeta = z.object({
   handlerConfig: z.unknown(),
   buildMs: z.number(),
   imageBytes: z.number(),
+  rootfs: z.enum(['base', 'eval']).optional(),
   createdAt: z.string(),
 });
 
@@ -45,7 +46,7 @@ export class TemplateStore {
     const raw = await fs.readFile(path.join(dir, 'template.json'), 'utf8').catch(() => undefined);
     if (raw === undefined) return undefined;
     const meta = TemplateMeta.parse(JSON.parse(raw));
-    return { id: meta.id, driver: meta.driver, dir, handlerConfig: meta.handlerConfig, buildMs: meta.buildMs, imageBytes: meta.imageBytes };
+    return { id: meta.id, driver: meta.driver, dir, handlerConfig: meta.handlerConfig, buildMs: meta.buildMs, imageBytes: meta.imageBytes, ...(meta.rootfs ? { rootfs: meta.rootfs } : {}) };
   }
 
   /**

@@ -1,0 +1,113 @@
+import fs from 'node:fs/promises';
+import { trace } from '@opentelemetry/api';
+import type { InvocationOutcome, WireRequest } from '../../schemas/invocation.ts';
+import type { InvokeOptions, Sandbox } from '../driver.ts';
+import { EnvdClosedError, EnvdTimeoutError, type EnvdConnection } from '../envd/envd-connection.ts';
+import type { QemuVm } from './qemu-vm.ts';
+
+const tracer = trace.getTracer('snapfn');
+
+/** Grace on top of the handler's timeout before the host kills the VM. */
+const HARD_TIMEOUT_GRACE_MS = 1000;
+
+export interface QemuSandboxParts {
+  id: string;
+  templateId: string;
+  vm: QemuVm;
+  connection: EnvdConnection;
+  stateDir: string;
+  onDestroyed: (sandbox: QemuSandbox) => void;
+}
+
+/** One QEMU microVM, talking to its envd over virtio-serial. */
+export class QemuSandbox implements Sandbox {
+  readonly id: string;
+  readonly templateId: string;
+  readonly #parts: QemuSandboxParts;
+  #dead = false;
+  #destroying: Promise<void> | undefined;
+
+  constructor(parts: QemuSandboxParts) {
+    this.#parts = parts;
+    this.id = parts.id;
+    this.templateId = parts.templateId;
+    void parts.vm.exited.then(() => {
+      this.#dead = true;
+      // A dead VM never answers: fail the pending request now, not at its timeout.
+      parts.connection.close();
+    });
+  }
+
+  get dead(): boolean {
+    return this.#dead || this.#parts.connection.closed;
+  }
+
+  get vm(): QemuVm {
+    return this.#parts.vm;
+  }
+
+  async invoke(request: WireRequest, options: InvokeOptions): Promise<InvocationOutcome> {
+    if (this.dead) return crashed('the sandbox is no longer running');
+    return tracer.startActiveSpan('handler', async (span): Promise<InvocationOutcome> => {
+      try {
+        const outcome = await this.#parts.connection.invoke(request, options.env, options.timeoutMs, options.timeoutMs + HARD_TIMEOUT_GRACE_MS);
+        if (!outcome.ok && outcome.error.code === 'timeout') this.#dead = true;
+        return outcome;
+      } catch (err) {
+        this.#dead = true;
+        if (err instanceof EnvdTimeoutError) {
+          // A synchronous loop never yields to envd: only killing the VM stops it.
+          await this.#parts.vm.kill();
+          return { ok: false as const, error: { code: 'timeout' as const, message: `handler did not finish within ${options.timeoutMs} ms; its sandbox was killed` }, logs: [], logsTruncated: false };
+        }
+        return crashed(err instanceof EnvdClosedError ? 'the sandbox died during the invocation' : String(err));
+      } finally {
+        span.end();
+      }
+    });
+  }
+
+  async warmup(): Promise<void> {
+    await this.#parts.connection.warmup(60_000);
+  }
+
+  /**
+   * Template builds only. A virtio-serial guest cannot hang up, so the host
+   * does: a ping proves envd has finished everything it was sent, then the
+   * host closes its end; the guest's next read() returns 0 and envd waits
+   * for bytes from a new host (the next restore's).
+   */
+  async hangUpForSnapshot(): Promise<void> {
+    await this.#parts.connection.ping(30_000);
+    this.#parts.connection.close();
+    // Let the port-closed event reach the guest before QEMU is stopped; a
+    // read still blocked at save time would also be woken on restore, since
+    // the restored port starts host-disconnected.
+    await new Promise((r) => setTimeout(r, 200));
+  }
+
+  async pause(): Promise<void> {
+    await this.#parts.vm.pause();
+  }
+
+  async unpause(): Promise<void> {
+    await this.#parts.vm.unpause();
+  }
+
+  destroy(): Promise<void> {
+    this.#destroying ??= this.#destroy();
+    return this.#destroying;
+  }
+
+  async #destroy(): Promise<void> {
+    this.#dead = true;
+    this.#parts.connection.close();
+    await this.#parts.vm.kill();
+    await fs.rm(this.#parts.stateDir, { recursive: true, force: true });
+    this.#parts.onDestroyed(this);
+  }
+}
+
+function crashed(message: string): InvocationOutcome {
+  return { ok: false, error: { code: 'sandbox_crashed', message }, logs: [], logsTruncated: false };
+}
