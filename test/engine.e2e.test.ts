@@ -51,6 +51,18 @@ describe('core engine (gVisor)', () => {
     }
   });
 
+  test('sandboxes restored from one template draw different random numbers', async () => {
+    const fn = await deployFixture(engine, 'random', 'random.mjs');
+    const runs = [];
+    for (let i = 0; i < 3; i++) runs.push(bodyJson((await engine.invoke(fn, get('http://localhost/fn/random'), { invocationId: `random-${i}` })).outcome));
+    // Values computed at import time are part of the template, by design.
+    assert.equal(new Set(runs.map((r) => r.atImport)).size, 1);
+    for (const key of ['math', 'uuid', 'bytes', 'web', 'values', 'int']) {
+      assert.equal(new Set(runs.map((r) => JSON.stringify(r[key]))).size, 3, `${key} repeated across restores: ${JSON.stringify(runs.map((r) => r[key]))}`);
+    }
+    assert.match(runs[0].uuid, /^[0-9a-f]{8}-[0-9a-f]{4}-4[0-9a-f]{3}-[89ab][0-9a-f]{3}-[0-9a-f]{12}$/);
+  });
+
   test('keepWarm re-pauses the sandbox and state accumulates', async () => {
     const fn = await deployFixture(engine, 'warm', 'stateful.mjs', { keepWarm: true });
     const seen = [];
