@@ -9,6 +9,7 @@ command -v redis-server >/dev/null 2>&1 || need+=(redis-server)
 command -v ip >/dev/null 2>&1 || need+=(iproute2)
 command -v iptables >/dev/null 2>&1 || need+=(iptables)
 command -v unshare >/dev/null 2>&1 || need+=(util-linux)
+command -v cc >/dev/null 2>&1 || need+=(gcc libc6-dev)
 if [ ${#need[@]} -gt 0 ]; then
   echo "setup: installing ${need[*]} (apt)" >&2
   export DEBIAN_FRONTEND=noninteractive
@@ -27,3 +28,6 @@ if [ ! -f "$stamp" ] || [ "$(cat "$stamp")" != "$want" ]; then
   npm ci --no-audit --no-fund --loglevel=error >&2
   echo "$want" > "$stamp"
 fi
+
+# The UFFD page server and its test peer (C, built with the machine's compiler).
+bash scripts/build-native.sh >&2
