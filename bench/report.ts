@@ -36,6 +36,7 @@ export function table(result: BenchResult): string {
   rows.push('', '| ratio (p50 / p50) | value |', '|---|---|', ...Object.entries(result.ratios).map(([k, v]) => `| ${k} | ${v} |`));
   rows.push('', `memory per idle pre-restored sandbox: ${result.memory.idle_sandbox_mb} MB PSS (${result.memory.idle_sandbox_rss_mb} MB RSS)`);
   rows.push(`template: build ${result.template.build_ms} ms, image ${(result.template.image_bytes / 1048576).toFixed(1)} MiB`);
+  if (result.uffd) rows.push('', '### UFFD page server', '', '```json', JSON.stringify(result.uffd, null, 2), '```');
   return rows.join('\n');
 }
 

@@ -17,6 +17,7 @@ import { GatewayClient } from './gateway-client.ts';
 import { sandboxMemory } from './memory.ts';
 import { writeResults, table, type BenchResult, type Scenario } from './report.ts';
 import { progress, summarize, timed } from './stats.ts';
+import { benchUffd } from './uffd.ts';
 
 const { values: flags } = parseArgs({ options: { quick: { type: 'boolean' }, json: { type: 'boolean' }, function: { type: 'string' } } });
 const quick = !!flags.quick;
@@ -125,6 +126,9 @@ async function main(): Promise<void> {
       });
     }
 
+    progress('uffd: touching a working set through the page server, with prefetch, and through a private mapping');
+    const uffd = await benchUffd({ quick, progress });
+
     const p50 = (k: string) => Number(scenarios[k]?.p50_ms);
     const ratio = (a: number, b: number) => Math.round((a / b) * 100) / 100;
     const result: BenchResult = {
@@ -142,6 +146,7 @@ async function main(): Promise<void> {
         pool_hit_over_node_floor: ratio(p50('pool_hit'), p50('node_floor')),
       },
       memory,
+      uffd,
     };
     await writeResults(path.join(HERE, 'results'), result);
     process.stderr.write('\n' + table(result) + '\n\n');
