@@ -23,6 +23,11 @@ const Env = z.object({
   SNAPFN_POOL_SIZE: intSetting(1, 0),
   SNAPFN_MAX_BODY_BYTES: intSetting(6 * MiB, 1),
   SNAPFN_MAX_BUNDLE_BYTES: intSetting(20 * MiB, 1),
+  REDIS_URL: optionalString.pipe(z.string().regex(/^rediss?:\/\//, 'REDIS_URL must start with redis:// or rediss://').optional()),
+  SNAPFN_TEMPLATE_STORE: optionalString,
+  SNAPFN_MAX_QUEUE_WAIT_MS: intSetting(30_000, 100, 15 * 60_000),
+  SNAPFN_MAX_QUEUED_PER_FUNCTION: intSetting(1000, 1),
+  SNAPFN_EXAMPLES: optionalString.pipe(z.enum(['0', '1', 'true', 'false'], { error: 'SNAPFN_EXAMPLES must be 0, 1, true or false' }).optional()),
 });
 
 export interface SnapfnConfig {
@@ -35,6 +40,16 @@ export interface SnapfnConfig {
   poolSize: number;
   maxBodyBytes: number;
   maxBundleBytes: number;
+  /** Shared Redis (multi-node). Unset: the node starts its own under `<home>/redis`. */
+  redisUrl: string | undefined;
+  /** Template directory shared with other nodes; `<home>/templates` becomes a symlink to it. */
+  templateStore: string | undefined;
+  /** How long a synchronous request waits for its queued invocation. */
+  maxQueueWaitMs: number;
+  /** Default backlog cap per function (a function's `maxQueued` overrides it). */
+  maxQueuedPerFunction: number;
+  /** Deploy the example functions at start-up. */
+  examples: boolean;
 }
 
 export class ConfigError extends Error {
@@ -57,5 +72,10 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): SnapfnConfig {
     poolSize: e.SNAPFN_POOL_SIZE,
     maxBodyBytes: e.SNAPFN_MAX_BODY_BYTES,
     maxBundleBytes: e.SNAPFN_MAX_BUNDLE_BYTES,
+    redisUrl: e.REDIS_URL,
+    templateStore: e.SNAPFN_TEMPLATE_STORE === undefined ? undefined : path.resolve(e.SNAPFN_TEMPLATE_STORE),
+    maxQueueWaitMs: e.SNAPFN_MAX_QUEUE_WAIT_MS,
+    maxQueuedPerFunction: e.SNAPFN_MAX_QUEUED_PER_FUNCTION,
+    examples: e.SNAPFN_EXAMPLES === undefined || e.SNAPFN_EXAMPLES === '1' || e.SNAPFN_EXAMPLES === 'true',
   };
 }

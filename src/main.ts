@@ -10,6 +10,7 @@ async function main(): Promise<void> {
   const tracing = await startTracing();
   const snapfn: RunningSnapfn = await startSnapfn({ config });
   console.log(`snapfn: gateway listening on ${snapfn.url} (management API: ${config.apiKey ? 'API key required' : 'loopback clients only'})`);
+  console.log(`snapfn: queue on ${config.redisUrl ? 'REDIS_URL (shared: deployments published for worker nodes)' : `its own Redis ${snapfn.redisUrl} (data in ${config.home}/redis)`}`);
   for (const fn of await snapfn.store.list()) console.log(`  ${fn.name.padEnd(16)} v${fn.active ?? '-'}  ${snapfn.url}/fn/${fn.name}`);
   for (const example of snapfn.examples) if (example.error) console.log(`  example ${example.name} was not deployed: ${example.error}`);
 

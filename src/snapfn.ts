@@ -8,6 +8,10 @@ import { reactivateAll } from './deploy/reactivate.ts';
 import { functionUrl } from './gateway/views.ts';
 import { startGateway, type RunningGateway } from './gateway/server.ts';
 import type { InvocationEngine } from './orchestrator/types.ts';
+import type { FunctionQueues } from './queue/function-queues.ts';
+import { startLocalRedis, type LocalRedis } from './queue/redis-server.ts';
+import { linkTemplateStore } from './queue/shared-templates.ts';
+import { openQueueLayer, type QueueLayer, type QueueLayerOptions } from './queue-layer.ts';
 import { FunctionStore } from './registry/function-store.ts';
 import { DeployRequest } from './schemas/api.ts';
 import { zodMessage } from './schemas/zod-message.ts';
@@ -19,8 +23,13 @@ export interface SnapfnOptions {
   config: SnapfnConfig;
   /** Defaults to the real engine from src/orchestrator (tests may pass a fake). */
   engine?: InvocationEngine;
-  /** Directory of example functions to deploy at startup; false for none. */
+  /** Directory of example functions to deploy at startup; false for none. Default: functions/, unless SNAPFN_EXAMPLES=0. */
   examplesDir?: string | false;
+  /**
+   * The queue layer is always on for `npm start`. `false` runs without it
+   * (direct invocations only, no Redis); tests may shorten its timings.
+   */
+  queue?: false | Pick<QueueLayerOptions, 'tuning'>;
   hostname?: string;
   log?: (line: string) => void;
 }
@@ -39,8 +48,12 @@ export interface RunningSnapfn {
   readonly engine: InvocationEngine;
   readonly store: FunctionStore;
   readonly gateway: RunningGateway;
+  /** Undefined only with `queue: false`. */
+  readonly queue: FunctionQueues | undefined;
+  /** The Redis in use: REDIS_URL, or the node's own. */
+  readonly redisUrl: string | undefined;
   readonly examples: DeployedExample[];
-  /** Stops the gateway, then the store's followers, then every sandbox. Idempotent. */
+  /** Stops accepting requests, then the queue's workers and producer, then every sandbox, then the node's own Redis. Idempotent. */
   close(): Promise<void>;
 }
 
@@ -57,7 +70,7 @@ async function exampleDirs(dir: string): Promise<string[]> {
 }
 
 /** Deploys one directory the way `fn deploy` would, skipping it when the active version is already exactly this. */
-export async function deployDirectory(deps: { engine: InvocationEngine; store: FunctionStore; maxBundleBytes: number }, dir: string, name = path.basename(dir)) {
+export async function deployDirectory(deps: { engine: InvocationEngine; store: FunctionStore; maxBundleBytes: number; queue?: FunctionQueues | undefined }, dir: string, name = path.basename(dir)) {
   const packed = await packDirectory(dir, { maxBytes: deps.maxBundleBytes });
   const parsed = DeployRequest.safeParse({ name, files: packed.files });
   if (!parsed.success) throw new Error(zodMessage(parsed.error, `example ${name}`));
@@ -69,46 +82,86 @@ export async function deployDirectory(deps: { engine: InvocationEngine; store: F
   }
 }
 
-/** Everything `npm start` runs: engine, store, re-activation, gateway, examples. */
+/** Everything `npm start` runs: Redis, engine, store, queue, re-activation, gateway, examples. */
 export async function startSnapfn(options: SnapfnOptions): Promise<RunningSnapfn> {
   const { config } = options;
   const log = options.log ?? ((line: string) => console.log(line));
   await fs.mkdir(config.home, { recursive: true, mode: 0o700 });
-  const engine = options.engine ?? (await createRealEngine(config));
+  // Before the engine opens its template store: what it builds must land in the shared one.
+  if (config.templateStore) await linkTemplateStore(config.home, config.templateStore);
+  let redis: LocalRedis | undefined;
+  let engine: InvocationEngine | undefined;
   let store: FunctionStore | undefined;
+  let queue: QueueLayer | undefined;
   let gateway: RunningGateway | undefined;
+  // Stop accepting first, Redis last: workers finish their jobs (which need
+  // the engine and Redis), the producer closes, then the sandboxes go.
   const closeAll = async () => {
     await store?.close();
     await gateway?.close();
-    await engine.close();
+    await queue?.close();
+    await engine?.close();
+    await redis?.close();
   };
   try {
+    const useQueue = options.queue !== false;
+    if (useQueue && !config.redisUrl) redis = await startLocalRedis({ dir: path.join(config.home, 'redis') });
+    const redisUrl = useQueue ? (config.redisUrl ?? redis!.url) : undefined;
+    const realEngine = options.engine ?? (await createRealEngine(config));
+    engine = realEngine;
     store = await FunctionStore.open(config.home);
-    for (const r of await reactivateAll({ engine, store })) {
+    const metrics = new SnapfnMetrics({ engineStats: () => realEngine.stats(), driver: realEngine.driverInfo?.() ?? { name: 'unknown', platform: 'unknown' } });
+    if (redisUrl) {
+      queue = openQueueLayer({
+        redisUrl,
+        shared: config.redisUrl !== undefined,
+        engine: realEngine,
+        store,
+        maxQueuedPerFunction: config.maxQueuedPerFunction,
+        metrics,
+        log: (m) => console.error(m),
+        ...(options.queue ? options.queue : {}),
+      });
+    }
+    const functions = queue?.functions;
+    // Also serves each function's queue again: queued work and schedules (kept in Redis) resume.
+    for (const r of await reactivateAll({ engine: realEngine, store, queue: functions })) {
       if (r.error) log(`  could not re-activate ${r.name} v${r.version}: ${r.error}`);
       else if (r.rebuilt) log(`  rebuilt the template of ${r.name} (now v${r.version})`);
     }
-    const metrics = new SnapfnMetrics({ engineStats: () => engine.stats(), driver: engine.driverInfo?.() ?? { name: 'unknown', platform: 'unknown' } });
-    gateway = await startGateway({ engine, store, config, metrics, port: config.port, ...(options.hostname ? { hostname: options.hostname } : {}), log: (m) => console.error(m) });
+    gateway = await startGateway({
+      engine: realEngine,
+      store,
+      config,
+      metrics,
+      queue: functions,
+      port: config.port,
+      ...(options.hostname ? { hostname: options.hostname } : {}),
+      log: (m) => console.error(m),
+    });
     const examples: DeployedExample[] = [];
-    if (options.examplesDir !== false) {
-      for (const dir of await exampleDirs(options.examplesDir ?? EXAMPLES_DIR)) {
+    const examplesDir = options.examplesDir ?? (config.examples ? EXAMPLES_DIR : false);
+    if (examplesDir !== false) {
+      for (const dir of await exampleDirs(examplesDir)) {
         const name = path.basename(dir);
         const url = functionUrl(gateway.url, name);
         try {
-          const outcome = await deployDirectory({ engine, store, maxBundleBytes: config.maxBundleBytes }, dir, name);
+          const outcome = await deployDirectory({ engine: realEngine, store, maxBundleBytes: config.maxBundleBytes, queue: functions }, dir, name);
           examples.push({ name, url, version: outcome.version.version, unchanged: outcome.unchanged });
         } catch (err) {
           examples.push({ name, url, error: (err as Error).message });
         }
       }
     }
-    const running = { engine, store, gateway };
     let closing: Promise<void> | undefined;
     return {
       url: gateway.url,
       port: gateway.port,
-      ...running,
+      engine: realEngine,
+      store,
+      gateway,
+      queue: functions,
+      redisUrl,
       examples,
       close: () => (closing ??= closeAll()),
     };

@@ -32,7 +32,11 @@ async function main(): Promise<void> {
 
   let stopping = false;
   const stop = async (signal: string) => {
-    if (stopping) return;
+    if (stopping) {
+      // A second signal means "now": sandboxes are left for the next start to reap.
+      log(`${signal} again, exiting without cleanup`);
+      process.exit(1);
+    }
     stopping = true;
     log(`${signal}: finishing running invocations`);
     health?.close();
@@ -40,8 +44,11 @@ async function main(): Promise<void> {
     await engine.close();
     process.exit(0);
   };
-  process.once('SIGTERM', () => void stop('SIGTERM'));
-  process.once('SIGINT', () => void stop('SIGINT'));
+  // `on`, not `once`: execa's signal-exit (held while runsc children run)
+  // re-raises a signal that has no other listener left, which would kill
+  // this process in the middle of its graceful stop.
+  process.on('SIGTERM', () => void stop('SIGTERM'));
+  process.on('SIGINT', () => void stop('SIGINT'));
 }
 
 /** GET /healthz for a liveness/readiness probe; nothing else is served. */

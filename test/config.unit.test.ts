@@ -14,6 +14,11 @@ describe('loadConfig', () => {
       poolSize: 1,
       maxBodyBytes: 6 * 1024 * 1024,
       maxBundleBytes: 20 * 1024 * 1024,
+      redisUrl: undefined,
+      templateStore: undefined,
+      maxQueueWaitMs: 30_000,
+      maxQueuedPerFunction: 1000,
+      examples: true,
     });
   });
 
@@ -26,15 +31,27 @@ describe('loadConfig', () => {
       SNAPFN_POOL_SIZE: '0',
       SNAPFN_MAX_BODY_BYTES: '100',
       SNAPFN_MAX_BUNDLE_BYTES: '200',
+      REDIS_URL: 'rediss://:pw@redis.internal:6380',
+      SNAPFN_TEMPLATE_STORE: 'shared/templates',
+      SNAPFN_MAX_QUEUE_WAIT_MS: '5000',
+      SNAPFN_MAX_QUEUED_PER_FUNCTION: '7',
+      SNAPFN_EXAMPLES: '0',
     });
     assert.equal(config.port, 0);
     assert.equal(config.home, path.resolve('relative/home'));
     assert.equal(config.apiKey, 'a-long-enough-key');
     assert.deepEqual([config.maxSandboxes, config.poolSize, config.maxBodyBytes, config.maxBundleBytes], [3, 0, 100, 200]);
+    assert.equal(config.redisUrl, 'rediss://:pw@redis.internal:6380');
+    assert.equal(config.templateStore, path.resolve('shared/templates'));
+    assert.deepEqual([config.maxQueueWaitMs, config.maxQueuedPerFunction, config.examples], [5000, 7, false]);
   });
 
   it('treats empty variables as unset (no empty API key)', () => {
     assert.equal(loadConfig({ SNAPFN_API_KEY: '', PORT: ' ' }).apiKey, undefined);
+  });
+
+  it('rejects a REDIS_URL that is not redis:// or rediss://, and unknown SNAPFN_EXAMPLES values', () => {
+    assert.throws(() => loadConfig({ REDIS_URL: 'http://x', SNAPFN_EXAMPLES: 'no' }), /REDIS_URL: REDIS_URL must start with redis:\/\/ or rediss:\/\/; SNAPFN_EXAMPLES: /);
   });
 
   it('rejects bad values with one readable error', () => {

@@ -2,6 +2,7 @@ import fs from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
 import type { InvocationEngine } from '../orchestrator/types.ts';
+import type { FunctionQueues } from '../queue/function-queues.ts';
 import type { Template } from '../sandbox/driver.ts';
 import type { FunctionStore } from '../registry/function-store.ts';
 import type { DeployRequest } from '../schemas/api.ts';
@@ -17,6 +18,7 @@ export interface DeployDeps {
   engine: InvocationEngine;
   store: FunctionStore;
   maxBundleBytes: number;
+  queue?: FunctionQueues | undefined;
 }
 
 export type DeployProgress = (step: string, detail?: Record<string, unknown>) => void;
@@ -66,7 +68,7 @@ export class PreparedDeploy {
 
   /** Builds the template, stores a new version and makes it active. Any failure leaves the previous version serving. */
   async run(onProgress: DeployProgress = () => {}, options: { skipIfUnchanged?: boolean } = {}): Promise<DeployOutcome> {
-    const { engine, store } = this.#deps;
+    const { engine, store, queue } = this.#deps;
     const { name } = this.request;
     onProgress('bundled', { bytes: this.bundle.bytes, bundleHash: this.bundle.hash });
     if (options.skipIfUnchanged) {
@@ -95,7 +97,7 @@ export class PreparedDeploy {
         { templateId: template.id, source: 'deploy', config, env: this.request.env ?? {}, secrets, bundleHash: this.bundle.hash, fingerprint: this.fingerprint },
         bundle,
       );
-      return activateVersion({ engine, store }, name, version);
+      return activateVersion({ engine, store, queue }, name, version);
     });
     onProgress('activated', { version: released.version.version });
     return { ...released, unchanged: false };

@@ -1,7 +1,6 @@
 import { NotFoundError } from '../errors.ts';
-import type { InvocationEngine } from '../orchestrator/types.ts';
-import type { FunctionStore, VersionRecord } from '../registry/function-store.ts';
-import { activateVersion } from './release.ts';
+import type { VersionRecord } from '../registry/function-store.ts';
+import { activateVersion, type ReleaseDeps } from './release.ts';
 
 export interface Reactivated {
   name: string;
@@ -12,12 +11,13 @@ export interface Reactivated {
 }
 
 /**
- * After a restart: makes every function's active version runnable again.
+ * After a restart: makes every function's active version runnable again,
+ * and serves its queue (limits, schedule, queued invocations) again.
  * A template that no longer exists is rebuilt from the version's stored
  * bundle; if that gives a different template id, the result is a new
  * version (versions are immutable) with the same config, env and secrets.
  */
-export async function reactivateAll(deps: { engine: InvocationEngine; store: FunctionStore }): Promise<Reactivated[]> {
+export async function reactivateAll(deps: ReleaseDeps): Promise<Reactivated[]> {
   const results: Reactivated[] = [];
   for (const fn of await deps.store.list()) {
     if (fn.active === null) continue;
@@ -30,26 +30,32 @@ export async function reactivateAll(deps: { engine: InvocationEngine; store: Fun
   return results;
 }
 
-async function reactivate(deps: { engine: InvocationEngine; store: FunctionStore }, name: string): Promise<Reactivated> {
-  const { engine, store } = deps;
+async function reactivate(deps: ReleaseDeps, name: string): Promise<Reactivated> {
+  const { engine, store, queue } = deps;
   return store.lock(name, async () => {
     const serving = await store.serving(name);
     if (!serving) throw new NotFoundError(`${name} has no active version`);
+    let activated = false;
     try {
       await engine.activate(serving.deployment);
-      return { name, version: serving.version.version, rebuilt: false };
+      activated = true;
     } catch (err) {
       if (!(err instanceof NotFoundError)) throw err;
+    }
+    if (activated) {
+      await queue?.serve(serving.deployment);
+      return { name, version: serving.version.version, rebuilt: false };
     }
     const version = await rebuild(deps, name, serving.version);
     return { name, version: version.version, rebuilt: true };
   });
 }
 
-async function rebuild({ engine, store }: { engine: InvocationEngine; store: FunctionStore }, name: string, base: VersionRecord): Promise<VersionRecord> {
+async function rebuild(deps: ReleaseDeps, name: string, base: VersionRecord): Promise<VersionRecord> {
+  const { engine, store } = deps;
   const template = await engine.buildTemplate({ functionName: name, bundleFile: store.bundleFile(name, base.bundleHash), network: base.config.network });
   if (template.id === base.templateId) {
-    await activateVersion({ engine, store }, name, base);
+    await activateVersion(deps, name, base);
     return base;
   }
   const secrets = await store.secretsOf(name, base.version);
@@ -58,5 +64,5 @@ async function rebuild({ engine, store }: { engine: InvocationEngine; store: Fun
     { templateId: template.id, source: 'rebuild', config: base.config, env: base.env, secrets, bundleHash: base.bundleHash, fingerprint: base.fingerprint },
     undefined,
   );
-  return (await activateVersion({ engine, store }, name, version)).version;
+  return (await activateVersion(deps, name, version)).version;
 }

@@ -1,13 +1,18 @@
 import { InvalidInputError, NotFoundError } from '../errors.ts';
 import type { InvocationEngine } from '../orchestrator/types.ts';
+import type { FunctionQueues } from '../queue/function-queues.ts';
 import type { FunctionStore, FunctionRecord, VersionRecord } from '../registry/function-store.ts';
 import type { EnvUpdateRequest } from '../schemas/api.ts';
+import { FunctionConfig } from '../schemas/function-config.ts';
+import { normalizeSchedule, type ScheduleSetting } from '../schemas/schedule.ts';
 import { ConflictError } from './deploy-errors.ts';
 import { deployFingerprint } from './fingerprint.ts';
 
 export interface ReleaseDeps {
   engine: InvocationEngine;
   store: FunctionStore;
+  /** Absent when the node runs without a queue (unit tests): nothing is mirrored to Redis. */
+  queue?: FunctionQueues | undefined;
 }
 
 export interface Released {
@@ -17,11 +22,15 @@ export interface Released {
 
 /**
  * Makes `version` the one that serves: the engine first (so a template that
- * cannot load never becomes active), then the pointer on disk. Call under
+ * cannot load never becomes active), then the queue layer (limits, schedule,
+ * published deployment: a Redis that is down fails the release before
+ * anything switched on disk), then the pointer on disk. Call under
  * `store.lock(name)`.
  */
-export async function activateVersion({ engine, store }: ReleaseDeps, name: string, version: VersionRecord): Promise<Released> {
-  await engine.activate(await store.deploymentOf(name, version));
+export async function activateVersion({ engine, store, queue }: ReleaseDeps, name: string, version: VersionRecord): Promise<Released> {
+  const deployment = await store.deploymentOf(name, version);
+  await engine.activate(deployment);
+  await queue?.serve(deployment);
   const fn = await store.setActive(name, version.version);
   return { fn, version };
 }
@@ -86,10 +95,48 @@ export function updateEnv(deps: ReleaseDeps, name: string, patch: EnvUpdateReque
   });
 }
 
-/** Stops serving and deletes everything stored for `name`. */
-export function removeFunction({ engine, store }: ReleaseDeps, name: string): Promise<void> {
+/**
+ * New version from the active one with another cron schedule (or none):
+ * same template, env and secrets. The schedule is part of the version's
+ * config, so a rollback brings back the schedule of that version and a
+ * restart re-applies it. An unchanged schedule creates no version.
+ */
+export function updateSchedule(deps: ReleaseDeps, name: string, setting: ScheduleSetting | null): Promise<Released> {
+  const { store } = deps;
   return store.lock(name, async () => {
     await store.require(name);
+    const serving = await store.serving(name);
+    if (!serving) throw new ConflictError(`${name} has no active version to schedule`);
+    const base = serving.version;
+    const current = base.config.schedule === undefined ? undefined : normalizeSchedule(base.config.schedule);
+    const wanted = setting === null ? undefined : normalizeSchedule(setting);
+    if (current?.cron === wanted?.cron && current?.tz === wanted?.tz) return { fn: serving.fn, version: base };
+    const { schedule: _previous, ...rest } = base.config;
+    const config = FunctionConfig.parse(wanted === undefined ? rest : { ...rest, schedule: wanted.tz === undefined ? wanted.cron : wanted });
+    const secrets = await store.secretsOf(name, base.version);
+    const version = await store.addVersion(
+      name,
+      {
+        templateId: base.templateId,
+        source: 'schedule',
+        config,
+        env: base.env,
+        secrets,
+        bundleHash: base.bundleHash,
+        fingerprint: deployFingerprint({ bundleHash: base.bundleHash, config, env: base.env, secretNames: Object.keys(secrets) }),
+      },
+      undefined,
+    );
+    return activateVersion(deps, name, version);
+  });
+}
+
+/** Stops serving and deletes everything stored for `name`. */
+export function removeFunction({ engine, store, queue }: ReleaseDeps, name: string): Promise<void> {
+  return store.lock(name, async () => {
+    await store.require(name);
+    // Queue first: no schedule tick or queued run may start on a function that is going away.
+    await queue?.forget(name);
     await engine.deactivate(name);
     await store.remove(name);
   });

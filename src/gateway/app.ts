@@ -6,6 +6,7 @@ import { mountDeployRoute } from './deploy-route.ts';
 import type { GatewayDeps, GatewayEnv } from './env.ts';
 import { errorResponse, toSnapfnError } from './error-response.ts';
 import { mountFunctionRoutes } from './functions-routes.ts';
+import { mountInvocationRoutes } from './invocations-route.ts';
 import { mountInvokeRoutes } from './invoke-route.ts';
 import { mountLogsRoute } from './logs-route.ts';
 import { openApiDocument } from './openapi.ts';
@@ -35,6 +36,8 @@ export function createGateway(deps: GatewayDeps): Hono<GatewayEnv> {
   });
 
   mountInvokeRoutes(app, deps);
+  // Before the /v1 guard: it does its own (narrower) auth, see the route.
+  mountInvocationRoutes(app, deps);
 
   const { metrics } = deps;
   if (metrics) {

@@ -21,7 +21,7 @@ export function mountDeployRoute(app: Hono<GatewayEnv>, deps: GatewayDeps): void
   app.post('/v1/functions', async (c) => {
     const body = await readBody(c.req.raw, maxDeployRequestBytes(deps.config.maxBundleBytes), 'deploy request');
     const request = parseJsonBody(DeployRequest, body, 'deploy request');
-    const prepared = await PreparedDeploy.prepare({ engine: deps.engine, store: deps.store, maxBundleBytes: deps.config.maxBundleBytes }, request);
+    const prepared = await PreparedDeploy.prepare({ engine: deps.engine, store: deps.store, maxBundleBytes: deps.config.maxBundleBytes, queue: deps.queue }, request);
     const origin = new URL(c.req.url).origin;
     return ndjsonResponse(async (send) => {
       const emit = (event: DeployEvent) => send(event);

@@ -1,5 +1,6 @@
 import type { HttpBindings } from '@hono/node-server';
 import type { InvocationEngine } from '../orchestrator/types.ts';
+import type { FunctionQueues } from '../queue/function-queues.ts';
 import type { FunctionStore } from '../registry/function-store.ts';
 import type { SnapfnConfig } from '../config.ts';
 import type { SnapfnMetrics } from '../telemetry/snapfn-metrics.ts';
@@ -10,10 +11,19 @@ export type GatewayEnv = {
   Variables: { invocationId: string };
 };
 
+/** Default of SNAPFN_MAX_QUEUE_WAIT_MS. */
+export const DEFAULT_MAX_QUEUE_WAIT_MS = 30_000;
+
 export interface GatewayDeps {
   engine: InvocationEngine;
   store: FunctionStore;
-  config: Pick<SnapfnConfig, 'apiKey' | 'maxBodyBytes' | 'maxBundleBytes'>;
+  config: Pick<SnapfnConfig, 'apiKey' | 'maxBodyBytes' | 'maxBundleBytes'> & Partial<Pick<SnapfnConfig, 'maxQueueWaitMs'>>;
+  /**
+   * The queue layer. `npm start` always has one; without it (unit tests of
+   * the direct path) every invocation is direct and async / Idempotency-Key
+   * requests are refused.
+   */
+  queue?: FunctionQueues | undefined;
   /** Served at /metrics and fed by every invocation, when present. */
   metrics?: SnapfnMetrics;
   /** Where unexpected errors are reported (defaults to console.error). */

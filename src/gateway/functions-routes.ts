@@ -1,14 +1,19 @@
 import type { Hono } from 'hono';
-import { removeFunction, rollback, updateEnv } from '../deploy/release.ts';
-import { EnvUpdateRequest, RollbackRequest, type FunctionList, type VersionList } from '../schemas/api.ts';
+import { removeFunction, rollback, updateEnv, updateSchedule } from '../deploy/release.ts';
+import { EnvUpdateRequest, RollbackRequest, ScheduleRequest, type FunctionList, type VersionList } from '../schemas/api.ts';
 import type { GatewayDeps, GatewayEnv } from './env.ts';
 import { parseJsonBody, readBody } from './read-body.ts';
 import { functionView, loadFunctionView, versionView } from './views.ts';
 
-/** Small JSON bodies only: env updates and rollbacks. */
+/** Small JSON bodies only: env and schedule updates, rollbacks. */
 const MAX_SMALL_BODY = 1024 * 1024;
 
-/** Listing, inspecting, rolling back, re-configuring and deleting functions under /v1/functions. */
+/**
+ * Listing, inspecting, rolling back, re-configuring and deleting functions
+ * under /v1/functions. Every change of the active version goes through
+ * src/deploy/release.ts, which also brings the queue layer (schedule,
+ * limits, published deployment) in line with it.
+ */
 export function mountFunctionRoutes(app: Hono<GatewayEnv>, deps: GatewayDeps): void {
   const { store } = deps;
   const origin = (url: string) => new URL(url).origin;
@@ -49,6 +54,14 @@ export function mountFunctionRoutes(app: Hono<GatewayEnv>, deps: GatewayDeps): v
     await store.require(name);
     const request = parseJsonBody(EnvUpdateRequest, await readBody(c.req.raw, MAX_SMALL_BODY), 'env update');
     const { fn, version } = await updateEnv(deps, name, request);
+    return c.json(functionView(fn, version, origin(c.req.url)));
+  });
+
+  app.put('/v1/functions/:name/schedule', async (c) => {
+    const name = c.req.param('name');
+    await store.require(name);
+    const request = parseJsonBody(ScheduleRequest, await readBody(c.req.raw, MAX_SMALL_BODY), 'schedule update');
+    const { fn, version } = await updateSchedule(deps, name, request.schedule);
     return c.json(functionView(fn, version, origin(c.req.url)));
   });
 }

@@ -17,3 +17,10 @@ export class InternalError extends SnapfnError {
     super('internal_error', 500, 'internal error; see the gateway log');
   }
 }
+
+/** Async and Idempotency-Key invocations need the queue, which this gateway was started without. */
+export class QueueDisabledError extends SnapfnError {
+  constructor(what: string) {
+    super('queue_disabled', 501, `${what} needs the queue, and this gateway runs without one`);
+  }
+}

@@ -3,43 +3,29 @@ import { SpanStatusCode, trace } from '@opentelemetry/api';
 import type { Context, Hono } from 'hono';
 import { NotFoundError, SnapfnError } from '../errors.ts';
 import type { InvokeResult } from '../orchestrator/types.ts';
-import type { ServingVersion } from '../registry/function-store.ts';
-import type { InvocationLogEntry } from '../schemas/api.ts';
 import { FunctionName } from '../schemas/function-config.ts';
-import type { HandlerFailure, InvocationOutcome } from '../schemas/invocation.ts';
 import { assertOperator } from './auth.ts';
 import type { GatewayDeps, GatewayEnv } from './env.ts';
-import { errorResponse, toSnapfnError } from './error-response.ts';
+import { toSnapfnError } from './error-response.ts';
+import { ERROR_HEADER, INVOCATION_ID_HEADER, respond } from './outcome-response.ts';
+import { invokeQueued, type InvocationContext, type InvokeReply, type LoggedResult } from './queued-invoke.ts';
+import { queueRouting } from './queue-routing.ts';
 import { readBody } from './read-body.ts';
 import { redactor } from './redact.ts';
-import { fromWireResponse, InvalidWireResponseError, toWireRequest } from './wire.ts';
+import { toWireRequest } from './wire.ts';
+
+export { ERROR_HEADER, INVOCATION_ID_HEADER, VERSION_HEADER } from './outcome-response.ts';
 
 const tracer = trace.getTracer('snapfn');
 
-export const INVOCATION_ID_HEADER = 'X-Fn-Invocation-Id';
-export const VERSION_HEADER = 'X-Fn-Version';
-/** Marks errors produced by snapfn itself, so a client can tell them from a handler's own 5xx. */
-export const ERROR_HEADER = 'X-Fn-Error';
-
-const FAILURE_STATUS: Record<HandlerFailure['code'], number> = {
-  handler_error: 502,
-  sandbox_crashed: 502,
-  invalid_response: 502,
-  timeout: 504,
-  restore_failed: 503,
-};
-
-function failureResponse(code: string, status: number, message: string): Response {
-  return errorResponse(new SnapfnError(code, status, message), { [ERROR_HEADER]: code });
-}
-
-/** `ANY /fn/:name[/*]`: one invocation of the function's active version. */
+/** `ANY /fn/:name[/*]`: one invocation of the function's active version, directly or through the queue. */
 export function mountInvokeRoutes(app: Hono<GatewayEnv>, deps: GatewayDeps): void {
   app.use('/fn/*', async (c, next) => {
-    const invocationId = crypto.randomUUID();
-    c.set('invocationId', invocationId);
+    c.set('invocationId', crypto.randomUUID());
     await next();
-    const headers: Array<[string, string]> = [[INVOCATION_ID_HEADER, invocationId]];
+    // Read back after the handler: a queued invocation's id is the one enqueue
+    // returned (with an Idempotency-Key, the first request's).
+    const headers: Array<[string, string]> = [[INVOCATION_ID_HEADER, c.get('invocationId')]];
     if (c.error) headers.push([ERROR_HEADER, toSnapfnError(c.error, () => {}).code]);
     try {
       for (const [k, v] of headers) c.res.headers.set(k, v);
@@ -61,19 +47,19 @@ async function invoke(c: Context<GatewayEnv>, deps: GatewayDeps): Promise<Respon
   if (!serving) throw new NotFoundError(`no function named ${name}`);
   const requireAuth = serving.version.config.requireAuth;
   if (requireAuth) assertOperator(c, config.apiKey);
+  const routing = queueRouting(c.req.raw);
   const body = await readBody(c.req.raw, config.maxBodyBytes);
   // The operator's key was for snapfn, not for the handler.
-  const wire = toWireRequest(c.req.raw, body, requireAuth ? { dropHeaders: ['authorization'] } : {});
-  const invocationId = c.get('invocationId');
+  const wire = toWireRequest(c.req.raw, body, { ...(requireAuth ? { dropHeaders: ['authorization'] } : {}), ...(routing.handlerUrl ? { url: routing.handlerUrl } : {}) });
   const redact = redactor(serving.secretValues);
-  const attributes = { 'fn.name': name, 'fn.version': serving.version.version, 'invocation.id': invocationId };
+  const attributes = { 'fn.name': name, 'fn.version': serving.version.version, 'invocation.id': c.get('invocationId') };
 
   return tracer.startActiveSpan('gateway', { attributes }, async (span) => {
     const started = performance.now();
-    const record = (entry: Pick<InvocationLogEntry, 'status' | 'ok' | 'error' | 'logs' | 'logsTruncated'>) =>
+    const record = (entry: LoggedResult) =>
       store.logs
         .append(name, {
-          id: invocationId,
+          id: c.get('invocationId'),
           time: new Date().toISOString(),
           version: serving.version.version,
           method: c.req.method,
@@ -84,20 +70,14 @@ async function invoke(c: Context<GatewayEnv>, deps: GatewayDeps): Promise<Respon
           logs: entry.logs.map((line) => ({ ...line, text: redact(line.text) })),
         })
         .catch((err) => (deps.log ?? console.error)(`snapfn gateway: could not append to the log of ${name}: ${(err as Error).message}`));
+    const ctx: InvocationContext = { c, deps, name, serving, wire, redact, record, started };
     try {
-      let result: InvokeResult;
-      try {
-        result = await engine.invoke(serving.deployment, wire, { invocationId });
-      } catch (err) {
-        const error = toSnapfnError(err, deps.log);
-        deps.metrics?.recordRejected(name, error.code, performance.now() - started);
-        await record({ status: error.status, ok: false, error: { code: error.code, message: error.message }, logs: [], logsTruncated: false });
-        throw error;
-      }
-      const { outcome } = result;
-      deps.metrics?.recordInvocation(name, outcome, result.timings, performance.now() - started);
-      const { response, error } = respond(outcome, serving, redact);
-      await record({ status: response.status, ok: error === undefined, ...(error ? { error } : {}), logs: outcome.logs, logsTruncated: outcome.logsTruncated });
+      // Decided and started in one synchronous step: the engine reserves its
+      // place inside invoke() before yielding, so concurrent requests cannot
+      // all read the same free place.
+      const queued = routing.async || routing.idempotencyKey !== undefined || (deps.queue !== undefined && engine.freeCapacity() <= 0);
+      const { response, error } = queued ? await invokeQueued(ctx, routing) : await invokeDirect(ctx);
+      span.setAttribute('invocation.id', c.get('invocationId'));
       span.setAttribute('http.response.status_code', response.status);
       if (error) span.setStatus({ code: SpanStatusCode.ERROR, message: error.code });
       return response;
@@ -110,20 +90,21 @@ async function invoke(c: Context<GatewayEnv>, deps: GatewayDeps): Promise<Respon
   });
 }
 
-/** The client's response for an outcome, and the error it represents (if any) for the log. */
-function respond(outcome: InvocationOutcome, serving: ServingVersion, redact: (text: string) => string): { response: Response; error?: { code: string; message: string } } {
-  const version = String(serving.version.version);
-  if (!outcome.ok) {
-    const { code } = outcome.error;
-    const message = redact(outcome.error.message);
-    const response = failureResponse(code, FAILURE_STATUS[code] ?? 502, message);
-    response.headers.set(VERSION_HEADER, version);
-    return { response, error: { code, message } };
-  }
+/** The engine runs it here and now; the gateway logs it. */
+async function invokeDirect(ctx: InvocationContext): Promise<InvokeReply> {
+  const { deps, name, serving, wire, redact, record, started, c } = ctx;
+  let result: InvokeResult;
   try {
-    return { response: fromWireResponse(outcome.response, { [VERSION_HEADER]: version }) };
+    result = await deps.engine.invoke(serving.deployment, wire, { invocationId: c.get('invocationId') });
   } catch (err) {
-    if (!(err instanceof InvalidWireResponseError)) throw err;
-    return { response: failureResponse('invalid_response', 502, err.message), error: { code: 'invalid_response', message: err.message } };
+    const error = toSnapfnError(err, deps.log);
+    deps.metrics?.recordRejected(name, error.code, performance.now() - started);
+    await record({ status: error.status, ok: false, error: { code: error.code, message: error.message }, logs: [], logsTruncated: false });
+    throw error;
   }
+  const { outcome } = result;
+  deps.metrics?.recordInvocation(name, outcome, result.timings, performance.now() - started);
+  const reply = respond(outcome, serving.version.version, redact);
+  await record({ status: reply.response.status, ok: reply.error === undefined, ...(reply.error ? { error: reply.error } : {}), logs: outcome.logs, logsTruncated: outcome.logsTruncated });
+  return reply;
 }

@@ -1,5 +1,6 @@
 import { z } from 'zod';
 import {
+  AsyncAccepted,
   DeleteResponse,
   DeployEvent,
   DeployRequest,
@@ -9,8 +10,10 @@ import {
   FunctionView,
   HealthResponse,
   InvocationLogEntry,
+  InvocationView,
   LogsResponse,
   RollbackRequest,
+  ScheduleRequest,
   VersionList,
 } from '../schemas/api.ts';
 
@@ -40,11 +43,14 @@ export function openApiDocument(): JsonSchema {
     DeployRequest: schemaOf(DeployRequest, 'input'),
     EnvUpdateRequest: schemaOf(EnvUpdateRequest, 'input'),
     RollbackRequest: schemaOf(RollbackRequest, 'input'),
+    ScheduleRequest: schemaOf(ScheduleRequest, 'input'),
     FunctionView: schemaOf(FunctionView, 'output'),
     FunctionList: schemaOf(FunctionList, 'output'),
     VersionList: schemaOf(VersionList, 'output'),
     LogsResponse: schemaOf(LogsResponse, 'output'),
     InvocationLogEntry: schemaOf(InvocationLogEntry, 'output'),
+    InvocationView: schemaOf(InvocationView, 'output'),
+    AsyncAccepted: schemaOf(AsyncAccepted, 'output'),
     DeployEvent: schemaOf(DeployEvent, 'output'),
     DeleteResponse: schemaOf(DeleteResponse, 'output'),
     HealthResponse: schemaOf(HealthResponse, 'output'),
@@ -52,7 +58,12 @@ export function openApiDocument(): JsonSchema {
   };
   return {
     openapi: '3.0.3',
-    info: { title: 'snapfn', version: '1', description: 'Management API of a snapfn gateway. Functions themselves are served at ANY /fn/{name}[/...].' },
+    info: {
+      title: 'snapfn',
+      version: '1',
+      description:
+        'Management API of a snapfn gateway. Functions themselves are served at ANY /fn/{name}[/...]; with `X-Fn-Async: 1` (or `Prefer: respond-async`, or `?async=1`) that answers 202 with an AsyncAccepted body, and the invocation can be polled at /v1/invocations/{id}.',
+    },
     components: { schemas: components, securitySchemes: { bearer: { type: 'http', scheme: 'bearer' } } },
     security: [{ bearer: [] }],
     paths: {
@@ -90,6 +101,23 @@ export function openApiDocument(): JsonSchema {
           summary: 'New version with changed env vars / secrets (null deletes one), same template',
           requestBody: { required: true, content: json('EnvUpdateRequest') },
           responses: { '200': ok('FunctionView'), ...common },
+        },
+      },
+      '/v1/functions/{name}/schedule': {
+        parameters: [nameParam],
+        put: {
+          summary: 'New version with another cron schedule (null removes it), same template',
+          requestBody: { required: true, content: json('ScheduleRequest') },
+          responses: { '200': ok('FunctionView'), ...common, '409': error('No active version') },
+        },
+      },
+      '/v1/invocations/{id}': {
+        parameters: [{ name: 'id', in: 'path', required: true, schema: { type: 'string' } }],
+        get: {
+          summary: 'Status and result of a queued invocation (async, idempotent, queued under load, or a schedule run)',
+          description:
+            'Operators may read any invocation. Other clients may read invocations of functions without requireAuth, except schedule runs. Direct invocations have no status here, only their log entry.',
+          responses: { '200': ok('InvocationView'), ...common, '404': error('Unknown invocation, or past its retention (1 h after completion, 7 days after death)') },
         },
       },
       '/v1/functions/{name}/logs': {

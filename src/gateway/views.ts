@@ -1,5 +1,7 @@
 import type { FunctionRecord, FunctionStore, VersionRecord } from '../registry/function-store.ts';
-import type { FunctionView, VersionView } from '../schemas/api.ts';
+import type { FunctionSchedule, FunctionView, VersionView } from '../schemas/api.ts';
+import type { FunctionConfig } from '../schemas/function-config.ts';
+import { nextTick, normalizeSchedule } from '../schemas/schedule.ts';
 
 /** A version as the API shows it: secret names, never values (those are not even in VersionRecord). */
 export function versionView(version: VersionRecord, activeVersion: number | null): VersionView {
@@ -28,7 +30,19 @@ export function functionView(fn: FunctionRecord, active: VersionRecord | undefin
     createdAt: fn.createdAt,
     updatedAt: fn.updatedAt,
     active: active ? versionView(active, fn.active) : null,
+    schedule: active ? scheduleView(active.config) : null,
   };
+}
+
+/**
+ * The active version's schedule. Computed from its config rather than read
+ * from Redis: the config is what the scheduler is made to match, and the
+ * next tick comes from the same parser BullMQ uses.
+ */
+export function scheduleView(config: FunctionConfig): FunctionSchedule | null {
+  if (config.schedule === undefined) return null;
+  const schedule = normalizeSchedule(config.schedule);
+  return { ...schedule, next: nextTick(schedule).toISOString() };
 }
 
 export async function loadFunctionView(store: FunctionStore, fn: FunctionRecord, origin: string): Promise<FunctionView> {

@@ -5,12 +5,13 @@ const HOP_BY_HOP = new Set(['connection', 'keep-alive', 'proxy-connection', 'tra
 
 const NULL_BODY_STATUSES = new Set([101, 204, 205, 304]);
 
-export function toWireRequest(request: Request, body: Buffer, options: { dropHeaders?: string[] } = {}): WireRequest {
+/** `url` replaces the request's own (the gateway consumes some query flags). */
+export function toWireRequest(request: Request, body: Buffer, options: { dropHeaders?: string[]; url?: string } = {}): WireRequest {
   const drop = new Set([...HOP_BY_HOP, ...(options.dropHeaders ?? [])]);
   const headers: Array<[string, string]> = [];
   for (const [name, value] of request.headers) if (!drop.has(name)) headers.push([name, value]);
   const hasBody = body.length > 0 && request.method !== 'GET' && request.method !== 'HEAD';
-  return { method: request.method, url: request.url, headers, ...(hasBody ? { bodyBase64: body.toString('base64') } : {}) };
+  return { method: request.method, url: options.url ?? request.url, headers, ...(hasBody ? { bodyBase64: body.toString('base64') } : {}) };
 }
 
 export class InvalidWireResponseError extends Error {

@@ -230,7 +230,10 @@ export class Orchestrator<D extends SandboxDriver = SandboxDriver> implements In
 
   #release(fn: ActiveFunction, sandbox: Sandbox): void {
     const current = this.#functions.get(fn.deployment.name);
-    const reusable = fn.deployment.config.keepWarm && !sandbox.dead && current === fn && fn.idle.length < this.#maxIdle && !this.#closed;
+    // Not while others wait for a place: an idle sandbox keeps its place, and
+    // a waiter is only woken by a place being released, so it would starve
+    // (queued jobs that over-committed the node did, for their full maxWaitMs).
+    const reusable = fn.deployment.config.keepWarm && !sandbox.dead && current === fn && fn.idle.length < this.#maxIdle && !this.#closed && this.#capacity.waiting === 0;
     if (!reusable) {
       this.#discard(sandbox);
       return;
@@ -239,7 +242,7 @@ export class Orchestrator<D extends SandboxDriver = SandboxDriver> implements In
       tracer.startActiveSpan('teardown', { attributes: { 'teardown.kind': 'pause' } }, async (span) => {
         try {
           await sandbox.pause();
-          if (this.#functions.get(fn.deployment.name) === fn && !this.#closed) fn.idle.push(sandbox);
+          if (this.#functions.get(fn.deployment.name) === fn && !this.#closed && this.#capacity.waiting === 0) fn.idle.push(sandbox);
           else this.#discard(sandbox);
         } catch {
           this.#discard(sandbox);

@@ -15,7 +15,8 @@ export class InvocationFailedError extends SnapfnError {
   }
 }
 
-const FAILURE_CODES = new Set<string>(['handler_error', 'timeout', 'sandbox_crashed', 'restore_failed', 'invalid_response']);
+/** Outcome failures, and the engine's own refusals (see EngineRefusedError). */
+const FAILURE_CODES = new Set<string>(['handler_error', 'timeout', 'sandbox_crashed', 'restore_failed', 'invalid_response', 'over_capacity', 'shutting_down']);
 
 /** The `{ code, message }` of a BullMQ failedReason (ours or any other thrown error). */
 export function parseFailedReason(reason: string | undefined): { code: string; message: string } | undefined {
@@ -24,6 +25,19 @@ export function parseFailedReason(reason: string | undefined): { code: string; m
   if (m && FAILURE_CODES.has(m[1]!)) return { code: m[1]!, message: m[2]! };
   // Stalled too often, deployment gone, Redis trouble mid-job...
   return { code: 'queue_error', message: reason };
+}
+
+/**
+ * The engine refused an attempt (no sandbox within its max wait, shutting
+ * down). Thrown from the processor in place of the engine's own error so
+ * that BullMQ's failedReason keeps the code: a waiting caller then gets a
+ * 429 / 503 like on the direct path, not a generic queue error.
+ */
+export class EngineRefusedError extends Error {
+  override readonly name = 'EngineRefusedError';
+  constructor(err: SnapfnError) {
+    super(`${err.code}: ${err.message}`, { cause: err });
+  }
 }
 
 /** A synchronous caller waited for its queued invocation longer than it was willing to. */

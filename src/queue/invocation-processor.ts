@@ -1,15 +1,21 @@
 import os from 'node:os';
 import { context, propagation, SpanStatusCode, trace, type Context } from '@opentelemetry/api';
 import { UnrecoverableError, type Job } from 'bullmq';
-import { NotFoundError } from '../errors.ts';
+import { NotFoundError, SnapfnError } from '../errors.ts';
 import type { Deployment, InvocationEngine } from '../orchestrator/types.ts';
 import { zodMessage } from '../schemas/zod-message.ts';
-import { InvocationFailedError } from './errors.ts';
+import { EngineRefusedError, InvocationFailedError } from './errors.ts';
 import { InvocationJobData, type InvocationJobResult, type InvocationMode } from './job-data.ts';
 
 const tracer = trace.getTracer('snapfn');
 
 export type ResolveDeployment = (name: string, version: number | 'active') => Promise<Deployment>;
+
+/** Method and path (no query) of the invoked request, for log lines. */
+export interface InvokedRequest {
+  method: string;
+  path: string;
+}
 
 /** One attempt's outcome, for the gateway's invocation log (every attempt, not only the last). */
 export interface InvocationResultEvent {
@@ -20,12 +26,37 @@ export interface InvocationResultEvent {
   result: InvocationJobResult;
   /** A failed async/schedule attempt that BullMQ will try again. */
   willRetry: boolean;
+  /** Attempts the job has in total. Optional: events of older workers (result stream) lack it, as `request`. */
+  maxAttempts?: number;
+  request?: InvokedRequest;
+}
+
+/**
+ * An attempt that ended without an outcome: the deployment could not be
+ * resolved, the engine threw (over capacity for too long, shutting down),
+ * Redis trouble. BullMQ retries or dead-letters it like a failed outcome.
+ */
+export interface InvocationAttemptFailedEvent {
+  invocationId: string;
+  functionName: string;
+  /** Known when the deployment was resolved, or pinned by the job. */
+  version?: number;
+  mode: InvocationMode;
+  attempt: number;
+  maxAttempts: number;
+  willRetry: boolean;
+  error: { code: string; message: string };
+  /** The HTTP status the error stands for (500 for errors snapfn did not type). */
+  status: number;
+  request: InvokedRequest;
+  queueWaitMs: number;
 }
 
 export interface ProcessorDeps {
   engine: Pick<InvocationEngine, 'invoke'>;
   resolveDeployment: ResolveDeployment;
   onResult?: (event: InvocationResultEvent) => void | Promise<void>;
+  onAttemptFailed?: (event: InvocationAttemptFailedEvent) => void | Promise<void>;
   onError: (err: Error) => void;
   workerId?: string;
 }
@@ -51,30 +82,69 @@ export async function processInvocationJob(job: Job<InvocationJobData, Invocatio
   const parent: Context = data.trace ? propagation.extract(context.active(), data.trace) : context.active();
   tracer.startSpan('queue wait', { startTime: readyAt, attributes }, parent).end(startedAt);
 
+  const maxAttempts = job.opts.attempts ?? 1;
+  const request = invokedRequest(data.request.method, data.request.url);
+  // Hooks are awaited so the log entry exists by the time the job reads as finished; they never fail the job.
+  const hook = async (what: string, run: () => void | Promise<void>) => {
+    await Promise.resolve()
+      .then(run)
+      .catch((err: Error) => deps.onError(new Error(`${what} hook of ${invocationId} failed: ${err.message}`)));
+  };
+
   return tracer.startActiveSpan('queue job', { attributes }, parent, async (span) => {
+    let version = typeof data.deployment.version === 'number' ? data.deployment.version : undefined;
+    let outcomeReported = false;
     try {
       const deployment = await resolve(deps.resolveDeployment, data.deployment.name, data.deployment.version);
+      version = deployment.version;
       span.setAttribute('fn.version', deployment.version);
       const { outcome, timings } = await deps.engine.invoke(deployment, data.request, { invocationId });
-      const result: InvocationJobResult = { outcome, timings: { ...timings, queueWaitMs }, attempt, worker: deps.workerId ?? DEFAULT_WORKER_ID };
+      const result: InvocationJobResult = { outcome, timings: { ...timings, queueWaitMs }, attempt, worker: deps.workerId ?? DEFAULT_WORKER_ID, version: deployment.version };
       const throwIt = !outcome.ok && data.mode !== 'sync';
-      const willRetry = throwIt && attempt < (job.opts.attempts ?? 1);
+      const willRetry = throwIt && attempt < maxAttempts;
+      outcomeReported = true;
       if (deps.onResult) {
-        // Awaited so the log entry exists by the time the job reads as finished; never fails the job.
-        await Promise.resolve()
-          .then(() => deps.onResult!({ invocationId, functionName: deployment.name, version: deployment.version, mode: data.mode, result, willRetry }))
-          .catch((err: Error) => deps.onError(new Error(`onResult hook of ${invocationId} failed: ${err.message}`)));
+        await hook('onResult', () => deps.onResult!({ invocationId, functionName: deployment.name, version: deployment.version, mode: data.mode, result, willRetry, maxAttempts, request }));
       }
       if (!outcome.ok) span.setStatus({ code: SpanStatusCode.ERROR, message: outcome.error.code });
       if (throwIt && !outcome.ok) throw new InvocationFailedError(outcome.error);
       return result;
     } catch (err) {
       span.setStatus({ code: SpanStatusCode.ERROR, message: (err as Error).message });
+      if (!outcomeReported && deps.onAttemptFailed) {
+        const typed = err instanceof SnapfnError;
+        const error = typed ? { code: err.code, message: err.message } : { code: 'queue_error', message: (err as Error).message };
+        const willRetry = !(err instanceof UnrecoverableError) && attempt < maxAttempts;
+        await hook('onAttemptFailed', () =>
+          deps.onAttemptFailed!({
+            invocationId,
+            functionName: data.deployment.name,
+            ...(version ? { version } : {}),
+            mode: data.mode,
+            attempt,
+            maxAttempts,
+            willRetry,
+            error,
+            status: typed ? err.status : 500,
+            request,
+            queueWaitMs,
+          }),
+        );
+      }
+      if (err instanceof SnapfnError && !(err instanceof InvocationFailedError)) throw new EngineRefusedError(err);
       throw err;
     } finally {
       span.end();
     }
   });
+}
+
+function invokedRequest(method: string, url: string): InvokedRequest {
+  try {
+    return { method, path: new URL(url).pathname };
+  } catch {
+    return { method, path: url.split('?')[0] ?? url };
+  }
 }
 
 async function resolve(resolveDeployment: ResolveDeployment, name: string, version: number | 'active'): Promise<Deployment> {

@@ -4,7 +4,7 @@ import { Queue, QueueEvents, type JobsOptions } from 'bullmq';
 import type { Redis } from 'ioredis';
 import { CapacityError, InvalidInputError, NotFoundError, SnapfnError } from '../errors.ts';
 import { retryAfterSeconds } from './backlog-estimate.ts';
-import { QueueUnavailableError, QueueWaitTimeoutError } from './errors.ts';
+import { parseFailedReason, QueueUnavailableError, QueueWaitTimeoutError } from './errors.ts';
 import { functionOfScheduledRun, idempotentInvocationId, invocationIndexKey, isUsableJobId, schedulerId } from './invocation-ids.ts';
 import { invocationStatus } from './invocation-status.ts';
 import { KEY_PREFIX, queueName, type InvocationJobData, type InvocationJobResult, type InvocationStatus } from './job-data.ts';
@@ -172,6 +172,10 @@ export class InvocationQueue {
       if (state === 'completed') return (await queue.getJob(invocationId))!.returnvalue;
       if (state === 'failed') {
         const reason = (await queue.getJob(invocationId))?.failedReason ?? (err as Error).message;
+        // The engine's refusals answer like on the direct path.
+        const parsed = parseFailedReason(reason);
+        if (parsed?.code === 'over_capacity') throw new CapacityError(`the queued invocation found no free sandbox: ${parsed.message}`, 5);
+        if (parsed?.code === 'shutting_down') throw new SnapfnError('shutting_down', 503, parsed.message);
         throw new SnapfnError('queue_error', 502, `the invocation failed in the queue: ${reason}`);
       }
       if (state === 'waiting' || state === 'delayed' || state === 'prioritized') {

@@ -12,6 +12,8 @@ export type JobSnapshot = Pick<Job<InvocationJobData, InvocationJobResult | unde
  */
 export function invocationStatus(functionName: string, job: JobSnapshot, state: JobState | 'unknown'): InvocationStatus {
   const result = job.returnvalue ?? undefined;
+  const pinned = job.data.deployment.version;
+  const version = result?.version ?? (typeof pinned === 'number' ? pinned : undefined);
   let status: InvocationStatusName;
   let error: { code: string; message: string } | undefined;
   switch (state) {
@@ -20,8 +22,10 @@ export function invocationStatus(functionName: string, job: JobSnapshot, state: 
       if (result && !result.outcome.ok) error = { code: result.outcome.error.code, message: result.outcome.error.message };
       break;
     case 'failed':
-      // BullMQ only moves a job to `failed` when no attempt is left.
-      status = 'dead';
+      // BullMQ only moves a job to `failed` when no attempt is left. A sync
+      // run gets there when its one attempt threw (not an outcome: engine
+      // over capacity, deployment gone): its caller got that error, it is no dead letter.
+      status = job.data.mode === 'sync' ? 'failed' : 'dead';
       error = parseFailedReason(job.failedReason);
       break;
     case 'active':
@@ -37,6 +41,7 @@ export function invocationStatus(functionName: string, job: JobSnapshot, state: 
     function: functionName,
     status,
     mode: job.data.mode,
+    ...(version !== undefined ? { version } : {}),
     attempts: job.attemptsMade,
     maxAttempts: job.opts.attempts ?? 1,
     ...(result ? { result } : {}),

@@ -2,11 +2,11 @@ import { Worker } from 'bullmq';
 import type { Redis } from 'ioredis';
 import type { InvocationEngine } from '../orchestrator/types.ts';
 import { ConcurrencyGovernor } from './concurrency-governor.ts';
-import { DEFAULT_WORKER_ID, processInvocationJob, type InvocationResultEvent, type ResolveDeployment } from './invocation-processor.ts';
+import { DEFAULT_WORKER_ID, processInvocationJob, type InvocationAttemptFailedEvent, type InvocationResultEvent, type ResolveDeployment } from './invocation-processor.ts';
 import { KEY_PREFIX, queueName, type InvocationJobData, type InvocationJobResult } from './job-data.ts';
 import { connectRedis } from './redis-server.ts';
 
-export type { InvocationResultEvent, ResolveDeployment } from './invocation-processor.ts';
+export type { InvocationAttemptFailedEvent, InvocationResultEvent, ResolveDeployment } from './invocation-processor.ts';
 
 export interface InvocationWorkersOptions {
   redisUrl: string;
@@ -14,6 +14,8 @@ export interface InvocationWorkersOptions {
   /** The function store's job (gateway) or the Redis deployment registry's (worker-only node). */
   resolveDeployment: ResolveDeployment;
   onResult?: (event: InvocationResultEvent) => void | Promise<void>;
+  /** Attempts that failed without an outcome (see InvocationAttemptFailedEvent). */
+  onAttemptFailed?: (event: InvocationAttemptFailedEvent) => void | Promise<void>;
   /** Sandboxes the queue leaves to the direct HTTP path (gateway nodes: >= 1; worker-only nodes: 0). */
   reserveForDirect?: number;
   /**
@@ -82,6 +84,7 @@ export class InvocationWorkers {
               engine: this.#countedEngine,
               resolveDeployment: this.#options.resolveDeployment,
               ...(this.#options.onResult ? { onResult: this.#options.onResult } : {}),
+              ...(this.#options.onAttemptFailed ? { onAttemptFailed: this.#options.onAttemptFailed } : {}),
               onError: this.#options.onError,
               workerId: this.workerId,
             });

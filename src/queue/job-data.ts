@@ -1,7 +1,9 @@
 import { z } from 'zod';
 import type { PhaseTimings } from '../orchestrator/types.ts';
 import { FunctionName } from '../schemas/function-config.ts';
-import { InvocationOutcome, WireRequest } from '../schemas/invocation.ts';
+import { InvocationMode, InvocationOutcome, InvocationStatusName, WireRequest } from '../schemas/invocation.ts';
+
+export { InvocationMode, InvocationStatusName };
 
 /** Every key snapfn puts in Redis starts with this (BullMQ's included). */
 export const KEY_PREFIX = 'snapfn';
@@ -10,9 +12,6 @@ export const KEY_PREFIX = 'snapfn';
 export function queueName(functionName: string): string {
   return `fn-${functionName}`;
 }
-
-export const InvocationMode = z.enum(['sync', 'async', 'schedule']);
-export type InvocationMode = z.infer<typeof InvocationMode>;
 
 /**
  * Which deployment to run. Sync and async invocations pin the version that
@@ -54,10 +53,10 @@ export interface InvocationJobResult {
   attempt: number;
   /** Which worker ran it (host:pid), for debugging a multi-node install. */
   worker: string;
+  /** The version that ran (schedule runs resolve 'active' when they start); absent in results of older workers. */
+  version?: number;
 }
 
-export const InvocationStatusName = z.enum(['queued', 'active', 'completed', 'failed', 'dead']);
-export type InvocationStatusName = z.infer<typeof InvocationStatusName>;
 
 export interface InvocationStatus {
   id: string;
@@ -70,6 +69,8 @@ export interface InvocationStatus {
    */
   status: InvocationStatusName;
   mode: InvocationMode;
+  /** The version that ran, or the one the job is pinned to; unknown for a schedule run that has not started. */
+  version?: number;
   /** Attempts made so far (finished ones, successful or not). */
   attempts: number;
   maxAttempts: number;

@@ -37,6 +37,7 @@ export class RedisStartError extends Error {
 
 export async function startLocalRedis(options: LocalRedisOptions): Promise<LocalRedis> {
   await fs.mkdir(options.dir, { recursive: true });
+  await stopStaleServer(options.dir);
   // Picking a free port and binding it are two steps; another process can win
   // the race, in which case redis-server exits at once and we pick again.
   const attempts = options.port === undefined ? 5 : 1;
@@ -76,7 +77,9 @@ async function launch(dir: string, port: number, startTimeoutMs: number): Promis
     // BullMQ's keys must never be evicted: a full Redis should refuse writes.
     '--maxmemory-policy', 'noeviction',
   ];
-  const child = spawn('redis-server', args, { stdio: ['ignore', 'ignore', 'pipe'] });
+  // Its own process group: a Ctrl-C meant for the node must not stop Redis
+  // before the node has closed its queues (Redis is closed last).
+  const child = spawn('redis-server', args, { stdio: ['ignore', 'ignore', 'pipe'], detached: true });
   let stderr = '';
   child.stderr?.on('data', (chunk: Buffer) => {
     stderr = (stderr + chunk.toString('utf8')).slice(-2000);
@@ -107,6 +110,34 @@ async function launch(dir: string, port: number, startTimeoutMs: number): Promis
     exited,
     close: () => stop(child, exited, 10_000),
   };
+}
+
+/**
+ * A server left running on `dir` by a parent that was killed (it is in its
+ * own process group, so it outlives it). Two servers must never append to
+ * one AOF: stop it (SIGTERM flushes the AOF) before starting ours. The pid
+ * file alone could name a recycled pid, hence the name and cwd checks.
+ */
+async function stopStaleServer(dir: string): Promise<void> {
+  const pid = Number((await fs.readFile(path.join(dir, 'redis.pid'), 'utf8').catch(() => '')).trim());
+  if (!Number.isInteger(pid) || pid <= 0) return;
+  const comm = (await fs.readFile(`/proc/${pid}/comm`, 'utf8').catch(() => '')).trim();
+  if (comm !== 'redis-server') return;
+  const cwd = await fs.readlink(`/proc/${pid}/cwd`).catch(() => '');
+  if (!cwd || (await fs.realpath(cwd).catch(() => cwd)) !== (await fs.realpath(dir))) return;
+  const alive = () => {
+    try {
+      process.kill(pid, 0);
+      return true;
+    } catch {
+      return false;
+    }
+  };
+  process.kill(pid, 'SIGTERM');
+  const deadline = Date.now() + 10_000;
+  while (alive() && Date.now() < deadline) await new Promise((r) => setTimeout(r, 25));
+  if (alive()) process.kill(pid, 'SIGKILL');
+  for (let i = 0; i < 200 && alive(); i++) await new Promise((r) => setTimeout(r, 25));
 }
 
 async function stop(child: ChildProcess, exited: Promise<unknown>, graceMs: number): Promise<void> {

@@ -118,6 +118,28 @@ export class FunctionStore {
     return { name, version: version.version, templateId: version.templateId, config: version.config, env: { ...version.env, ...secrets } };
   }
 
+  /**
+   * A deployment as queued jobs name it: a pinned version, or 'active'.
+   * NotFoundError when the function or version is gone (the job is then
+   * dead-lettered, not retried).
+   */
+  async resolveDeployment(name: string, version: number | 'active'): Promise<Deployment> {
+    const serving = await this.serving(name);
+    if (!serving) throw new NotFoundError(`no function named ${name} with an active version`);
+    // The common case, from the cache: the job pinned the version that still serves.
+    if (version === 'active' || version === serving.version.version) return serving.deployment;
+    const record = await this.version(name, version);
+    if (!record) throw new NotFoundError(`${name} has no version ${version}`);
+    return this.deploymentOf(name, record);
+  }
+
+  /** Secret values of a version, for redacting what it printed. */
+  async secretValuesOf(name: string, version: number): Promise<string[]> {
+    const serving = await this.serving(name).catch(() => undefined);
+    if (serving?.version.version === version) return serving.secretValues;
+    return Object.values(await this.secretsOf(name, version));
+  }
+
   async secretsOf(name: string, version: number): Promise<Record<string, string>> {
     const all = await this.#readSecrets(name);
     return all[String(version)] ?? {};

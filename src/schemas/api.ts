@@ -1,6 +1,7 @@
 import { z } from 'zod';
 import { EnvVars, FunctionConfig, FunctionName } from './function-config.ts';
-import { LogLine } from './invocation.ts';
+import { InvocationMode, InvocationStatusName, LogLine } from './invocation.ts';
+import { ScheduleSetting } from './schedule.ts';
 
 /*
  * Request and response shapes of the HTTP API. The gateway validates with
@@ -87,6 +88,10 @@ export type EnvUpdateRequest = z.infer<typeof EnvUpdateRequest>;
 export const RollbackRequest = z.object({ version: z.number().int().positive().optional() }).strict();
 export type RollbackRequest = z.infer<typeof RollbackRequest>;
 
+/** `null` removes the schedule. */
+export const ScheduleRequest = z.object({ schedule: ScheduleSetting.nullable() }).strict();
+export type ScheduleRequest = z.infer<typeof ScheduleRequest>;
+
 export const LogsQuery = z.object({
   follow: z.enum(['0', '1', 'true', 'false']).optional().transform((v) => v === '1' || v === 'true'),
   limit: z.coerce.number().int().min(1).max(1000).default(100),
@@ -107,8 +112,8 @@ export const VersionView = z.object({
   version: z.number().int().positive(),
   templateId: z.string(),
   createdAt: z.string(),
-  /** What created it: a deploy, an env/secret update, or a template rebuild after a restart. */
-  source: z.enum(['deploy', 'env', 'rebuild']),
+  /** What created it: a deploy, an env/secret update, a schedule change, or a template rebuild after a restart. */
+  source: z.enum(['deploy', 'env', 'schedule', 'rebuild']),
   config: FunctionConfig,
   env: z.record(z.string(), z.string()),
   /** Secret values are write-only: only their names ever leave the server. */
@@ -118,6 +123,15 @@ export const VersionView = z.object({
 });
 export type VersionView = z.infer<typeof VersionView>;
 
+export const FunctionSchedule = z.object({
+  cron: z.string(),
+  /** Absent: UTC. */
+  tz: z.string().optional(),
+  /** ISO time of the next tick. */
+  next: z.string(),
+});
+export type FunctionSchedule = z.infer<typeof FunctionSchedule>;
+
 export const FunctionView = z.object({
   name: FunctionName,
   url: z.string(),
@@ -125,6 +139,8 @@ export const FunctionView = z.object({
   createdAt: z.string(),
   updatedAt: z.string(),
   active: VersionView.nullable(),
+  /** The active version's cron schedule (null: none). Optional only for older gateways. */
+  schedule: FunctionSchedule.nullable().optional(),
 });
 export type FunctionView = z.infer<typeof FunctionView>;
 
@@ -133,6 +149,21 @@ export type FunctionList = z.infer<typeof FunctionList>;
 
 export const VersionList = z.object({ versions: z.array(VersionView) });
 export type VersionList = z.infer<typeof VersionList>;
+
+/**
+ * One queued attempt in the log. `state` is where the invocation stands after
+ * it: `completed`; `failed` (a sync run, never retried); `retrying` (an
+ * async/schedule attempt failed, another follows); `dead` (its last attempt
+ * failed: the dead letter).
+ */
+export const QueuedAttempt = z.object({
+  mode: InvocationMode,
+  attempt: z.number().int().positive(),
+  maxAttempts: z.number().int().positive(),
+  waitMs: z.number(),
+  state: z.enum(['completed', 'failed', 'retrying', 'dead']),
+});
+export type QueuedAttempt = z.infer<typeof QueuedAttempt>;
 
 export const InvocationLogEntry = z.object({
   id: z.string(),
@@ -146,6 +177,8 @@ export const InvocationLogEntry = z.object({
   error: z.object({ code: z.string(), message: z.string() }).optional(),
   logs: z.array(LogLine),
   logsTruncated: z.boolean(),
+  /** Only for attempts run from the queue (absent: a direct HTTP invocation). */
+  queue: QueuedAttempt.optional(),
 });
 export type InvocationLogEntry = z.infer<typeof InvocationLogEntry>;
 
@@ -160,6 +193,50 @@ export const DeployEvent = z.discriminatedUnion('type', [
 export type DeployEvent = z.infer<typeof DeployEvent>;
 
 export const DeleteResponse = z.object({ deleted: z.literal(true), name: FunctionName });
+
+/** 202 answer to an async invocation (also in X-Fn-Invocation-Id, and Location points at its status). */
+export const AsyncAccepted = z.object({ id: z.string() });
+export type AsyncAccepted = z.infer<typeof AsyncAccepted>;
+
+/** The handler's response as the status API shows it. */
+export const InvocationResponse = z.object({
+  status: z.number().int(),
+  /** Lower-case names; repeated headers joined with ", ". */
+  headers: z.record(z.string(), z.string()),
+  /**
+   * `json`: the parsed body (a JSON content type, application/json or any +json); `text`: a UTF-8
+   * string (text types, XML, JavaScript, form data); `base64`: anything else;
+   * `empty`: no body (null).
+   */
+  bodyEncoding: z.enum(['json', 'text', 'base64', 'empty']),
+  body: z.unknown(),
+});
+export type InvocationResponse = z.infer<typeof InvocationResponse>;
+
+/** `GET /v1/invocations/:id`: an invocation that went through the queue (direct ones only have their log entry). */
+export const InvocationView = z.object({
+  id: z.string(),
+  function: FunctionName,
+  /** queued (also between attempts, with `error` = the last failure), active, completed, failed (a sync run), dead (the dead letter). */
+  status: InvocationStatusName,
+  mode: InvocationMode,
+  /** The version that ran; before that the version it is pinned to (schedule runs: the active one at their start). */
+  version: z.number().int().positive().optional(),
+  attempts: z.number().int().min(0),
+  maxAttempts: z.number().int().positive(),
+  enqueuedAt: z.string(),
+  startedAt: z.string().optional(),
+  finishedAt: z.string().optional(),
+  /** The handler's response: present once it answered, whatever the HTTP status (a 500 of the handler is a completed invocation). */
+  result: InvocationResponse.optional(),
+  error: z.object({ code: z.string(), message: z.string() }).optional(),
+  logs: z.array(LogLine).optional(),
+  logsTruncated: z.boolean().optional(),
+  timings: z.object({ queueWaitMs: z.number(), acquireMs: z.number(), restoreMs: z.number(), handlerMs: z.number() }).optional(),
+  /** The node that ran the last attempt (host:pid). */
+  worker: z.string().optional(),
+});
+export type InvocationView = z.infer<typeof InvocationView>;
 
 export const HealthResponse = z.object({
   ok: z.literal(true),

@@ -25,6 +25,8 @@ export const FunctionConfig = z
     poolSize: z.number().int().min(0).max(32).optional(),
     /** Max concurrent invocations of this function across all nodes. */
     maxConcurrency: z.number().int().min(1).max(1000).optional(),
+    /** Max invocations waiting in its queue (beyond: 429); default SNAPFN_MAX_QUEUED_PER_FUNCTION. */
+    maxQueued: z.number().int().min(1).max(1_000_000).optional(),
   })
   .strict();
 export type FunctionConfig = z.infer<typeof FunctionConfig>;

@@ -41,3 +41,11 @@ export const InvocationOutcome = z.discriminatedUnion('ok', [
   z.object({ ok: z.literal(false), error: HandlerFailure, logs: z.array(LogLine), logsTruncated: z.boolean() }),
 ]);
 export type InvocationOutcome = z.infer<typeof InvocationOutcome>;
+
+/** How a queued invocation came in: a synchronous HTTP call that had to queue, an async call, a schedule tick. */
+export const InvocationMode = z.enum(['sync', 'async', 'schedule']);
+export type InvocationMode = z.infer<typeof InvocationMode>;
+
+/** Where a queued invocation stands (see docs/queue.md). */
+export const InvocationStatusName = z.enum(['queued', 'active', 'completed', 'failed', 'dead']);
+export type InvocationStatusName = z.infer<typeof InvocationStatusName>;

@@ -77,3 +77,8 @@ export function normalizeSchedule(setting: ScheduleSetting): CronSchedule {
   const s = typeof setting === 'string' ? { cron: setting } : setting;
   return { cron: s.cron.trim().split(/\s+/).join(' '), ...(s.tz === undefined ? {} : { tz: s.tz }) };
 }
+
+/** When `schedule` fires next, as BullMQ will compute it (same parser, UTC unless a zone is given). */
+export function nextTick(schedule: CronSchedule, after: Date = new Date()): Date {
+  return cronParser.parseExpression(schedule.cron, { tz: schedule.tz ?? 'UTC', currentDate: after }).next().toDate();
+}

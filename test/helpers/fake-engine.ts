@@ -32,6 +32,9 @@ export class FakeEngine implements InvocationEngine {
   /** Set to make the next invoke throw this. */
   nextInvokeError: unknown;
   builds = 0;
+  /** Sandboxes of this fake node: freeCapacity() is what running invocations leave of them. */
+  maxSandboxes = 8;
+  #inFlight = 0;
   readonly deactivated: string[] = [];
   closed = false;
 
@@ -106,16 +109,22 @@ export class FakeEngine implements InvocationEngine {
     }
     const canned = this.nextOutcome;
     this.nextOutcome = undefined;
-    const outcome = canned ?? (await runHandler(template.handler, request, deployment.env));
-    return { outcome, timings: { acquireMs: 0, restoreMs: 0, handlerMs: 0, source: 'restore' } };
+    // Counted before the first await, like the orchestrator's reservation.
+    this.#inFlight++;
+    try {
+      const outcome = canned ?? (await runHandler(template.handler, request, deployment.env));
+      return { outcome, timings: { acquireMs: 0, restoreMs: 0, handlerMs: 0, source: 'restore' } };
+    } finally {
+      this.#inFlight--;
+    }
   }
 
   freeCapacity(): number {
-    return this.overCapacity ? 0 : 8;
+    return this.overCapacity ? 0 : Math.max(0, this.maxSandboxes - this.#inFlight);
   }
 
   stats(): OrchestratorStats {
-    return { liveSandboxes: 0, maxSandboxes: 8, busySandboxes: 0, pooled: {}, poolHits: 0, poolMisses: 0, templateBuilds: this.builds };
+    return { liveSandboxes: this.#inFlight, maxSandboxes: this.maxSandboxes, busySandboxes: this.#inFlight, pooled: {}, poolHits: 0, poolMisses: 0, templateBuilds: this.builds };
   }
 
   async close(): Promise<void> {

@@ -2,7 +2,9 @@ import fs from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
 import type { Hono } from 'hono';
-import { createGateway, type GatewayEnv } from '../../src/gateway/app.ts';
+import { createGateway, type GatewayDeps, type GatewayEnv } from '../../src/gateway/app.ts';
+import type { FunctionQueues } from '../../src/queue/function-queues.ts';
+import { openQueueLayer, type QueueLayer, type QueueLayerOptions } from '../../src/queue-layer.ts';
 import { FunctionStore } from '../../src/registry/function-store.ts';
 import { DeployEvent, type DeployRequest } from '../../src/schemas/api.ts';
 import { FakeEngine } from './fake-engine.ts';
@@ -12,6 +14,8 @@ export interface FixtureOptions {
   maxBodyBytes?: number;
   maxBundleBytes?: number;
   maxLogBytes?: number;
+  /** With the queue layer on this Redis (the fixture's fake engine runs its jobs). */
+  queue?: { redisUrl: string; shared?: boolean; maxQueuedPerFunction?: number; maxQueueWaitMs?: number; tuning?: QueueLayerOptions['tuning'] };
 }
 
 /** What @hono/node-server passes as `env`: enough of it for getConnInfo. */
@@ -41,20 +45,42 @@ export class GatewayFixture {
     readonly app: Hono<GatewayEnv>,
     /** What the gateway reported as unexpected errors. */
     readonly logged: string[],
+    /** The gateway's config: tests may change it between requests (it is read per request). */
+    readonly config: GatewayDeps['config'],
+    readonly queueLayer: QueueLayer | undefined,
   ) {}
+
+  /** The queue layer's functions (only with the `queue` option). */
+  get queue(): FunctionQueues {
+    if (!this.queueLayer) throw new Error('this fixture has no queue');
+    return this.queueLayer.functions;
+  }
 
   static async create(options: FixtureOptions = {}): Promise<GatewayFixture> {
     const home = await fs.mkdtemp(path.join(os.tmpdir(), 'snapfn-home-'));
     const engine = await FakeEngine.create();
     const store = await FunctionStore.open(home, options.maxLogBytes ? { maxLogBytes: options.maxLogBytes } : {});
     const logged: string[] = [];
-    const app = createGateway({
-      engine,
-      store,
-      config: { apiKey: options.apiKey, maxBodyBytes: options.maxBodyBytes ?? 6 * 1024 * 1024, maxBundleBytes: options.maxBundleBytes ?? 20 * 1024 * 1024 },
-      log: (m) => logged.push(m),
-    });
-    return new GatewayFixture(home, engine, store, app, logged);
+    const q = options.queue;
+    const queueLayer = q
+      ? openQueueLayer({
+          redisUrl: q.redisUrl,
+          shared: q.shared ?? false,
+          engine,
+          store,
+          maxQueuedPerFunction: q.maxQueuedPerFunction ?? 1000,
+          log: (m) => logged.push(m),
+          ...(q.tuning ? { tuning: q.tuning } : {}),
+        })
+      : undefined;
+    const config: GatewayDeps['config'] = {
+      apiKey: options.apiKey,
+      maxBodyBytes: options.maxBodyBytes ?? 6 * 1024 * 1024,
+      maxBundleBytes: options.maxBundleBytes ?? 20 * 1024 * 1024,
+      ...(q?.maxQueueWaitMs ? { maxQueueWaitMs: q.maxQueueWaitMs } : {}),
+    };
+    const app = createGateway({ engine, store, config, queue: queueLayer?.functions, log: (m) => logged.push(m) });
+    return new GatewayFixture(home, engine, store, app, logged, config, queueLayer);
   }
 
   request(url: string, init: RequestInit = {}, env: GatewayEnv['Bindings'] = LOCAL): Promise<Response> {
@@ -91,6 +117,7 @@ export class GatewayFixture {
   }
 
   async close(): Promise<void> {
+    await this.queueLayer?.close();
     await this.store.close();
     await this.engine.close();
     await fs.rm(this.home, { recursive: true, force: true });

@@ -4,14 +4,19 @@ import type { CliIO, Command, CommandContext } from './context.ts';
 import { deploy } from './commands/deploy.ts';
 import { env } from './commands/env.ts';
 import { evaluate } from './commands/eval.ts';
+import { invocation } from './commands/invocation.ts';
 import { invoke } from './commands/invoke.ts';
 import { list } from './commands/list.ts';
 import { logs } from './commands/logs.ts';
 import { remove } from './commands/remove.ts';
 import { rollback } from './commands/rollback.ts';
+import { schedule } from './commands/schedule.ts';
 import { versions } from './commands/versions.ts';
+import { worker } from './commands/worker.ts';
 
-const COMMANDS: Command[] = [deploy, invoke, list, logs, rollback, versions, env, remove, evaluate];
+const COMMANDS: Command[] = [deploy, invoke, invocation, list, logs, rollback, versions, env, schedule, remove, evaluate, worker];
+/** Other names some commands answer to. */
+const ALIASES: Record<string, Command> = { list, remove, status: invocation };
 
 function usage(): string {
   const width = Math.max(...COMMANDS.map((c) => c.name.length));
@@ -49,7 +54,7 @@ export async function main(argv: string[], io: CliIO = defaultIO()): Promise<num
       ctx.out(usage());
       return name === undefined ? 2 : 0;
     }
-    const command = COMMANDS.find((c) => c.name === name) ?? (name === 'list' ? list : name === 'remove' ? remove : undefined);
+    const command = COMMANDS.find((c) => c.name === name) ?? ALIASES[name];
     if (!command) throw new UsageError(`unknown command ${JSON.stringify(name)}`);
     if (rest.includes('--help') || rest.includes('-h')) {
       ctx.out(`usage: ${command.usage}\n\n${command.summary}`);

@@ -1,4 +1,4 @@
-import type { FunctionView, InvocationLogEntry } from '../../src/schemas/api.ts';
+import type { FunctionView, InvocationLogEntry, InvocationView } from '../../src/schemas/api.ts';
 
 export function formatBytes(bytes: number): string {
   if (bytes < 1024) return `${bytes} B`;
@@ -34,16 +34,44 @@ export function functionSummary(fn: FunctionView): string {
   if (!v) return `${fn.name}: no active version`;
   const secrets = v.secretNames.length > 0 ? `, secrets: ${v.secretNames.join(' ')}` : '';
   const env = Object.keys(v.env).length > 0 ? `, env: ${Object.keys(v.env).join(' ')}` : '';
-  return `${fn.name} v${v.version} -> ${fn.url}\n  timeout ${v.config.timeoutMs} ms, memory ${v.config.memoryMb} MiB, network ${v.config.network}${v.config.keepWarm ? ', keep-warm' : ''}${env}${secrets}`;
+  const schedule = fn.schedule ? `\n  schedule ${fn.schedule.cron}${fn.schedule.tz ? ` (${fn.schedule.tz})` : ' (UTC)'}, next ${fn.schedule.next}` : '';
+  return `${fn.name} v${v.version} -> ${fn.url}\n  timeout ${v.config.timeoutMs} ms, memory ${v.config.memoryMb} MiB, network ${v.config.network}${v.config.keepWarm ? ', keep-warm' : ''}${env}${secrets}${schedule}`;
+}
+
+/** `async 2/3 retrying`, `schedule 1/1 dead (dead letter)`...: how a queued attempt went. */
+function queueLabel(q: NonNullable<InvocationLogEntry['queue']>): string {
+  return `${q.mode} ${q.attempt}/${q.maxAttempts} ${q.state === 'dead' ? 'dead (dead letter)' : q.state}, waited ${q.waitMs.toFixed(0)}ms`;
 }
 
 export function logEntryLines(entry: InvocationLogEntry): string[] {
-  const head = `${entry.time}  ${entry.status}  ${entry.durationMs.toFixed(1)}ms  v${entry.version}  ${entry.method} ${entry.path}  ${entry.id}`;
+  const queued = entry.queue ? `  [${queueLabel(entry.queue)}]` : '';
+  const head = `${entry.time}  ${entry.status}  ${entry.durationMs.toFixed(1)}ms  v${entry.version}  ${entry.method} ${entry.path}  ${entry.id}${queued}`;
   const lines = [entry.error ? `${head}  ${entry.error.code}: ${entry.error.message}` : head];
   for (const log of entry.logs) {
     const marker = log.stream === 'stderr' ? '!' : '|';
     for (const text of log.text.replace(/\n$/, '').split('\n')) lines.push(`    ${marker} ${text}`);
   }
   if (entry.logsTruncated) lines.push('    ... (output truncated)');
+  return lines;
+}
+
+/** `fn invocation`: the status, then the handler's response (or the error) and its output. */
+export function invocationLines(view: InvocationView): string[] {
+  const lines = [
+    `${view.id}  ${view.function}${view.version ? ` v${view.version}` : ''}  ${view.mode}  ${view.status}  attempt ${view.attempts}/${view.maxAttempts}`,
+    `  enqueued ${view.enqueuedAt}${view.startedAt ? `, started ${view.startedAt}` : ''}${view.finishedAt ? `, finished ${view.finishedAt}` : ''}`,
+  ];
+  if (view.error) lines.push(`  error ${view.error.code}: ${view.error.message}`);
+  for (const log of view.logs ?? []) {
+    const marker = log.stream === 'stderr' ? '!' : '|';
+    for (const text of log.text.replace(/\n$/, '').split('\n')) lines.push(`    ${marker} ${text}`);
+  }
+  if (view.result) {
+    const r = view.result;
+    lines.push(`  HTTP ${r.status}${r.headers['content-type'] ? ` ${r.headers['content-type']}` : ''}`);
+    if (r.bodyEncoding === 'json') lines.push(JSON.stringify(r.body, null, 2));
+    else if (r.bodyEncoding === 'text') lines.push(String(r.body).replace(/\n$/, ''));
+    else if (r.bodyEncoding === 'base64') lines.push(`(binary body, ${Buffer.from(String(r.body), 'base64').length} bytes; --json shows it as base64)`);
+  }
   return lines;
 }

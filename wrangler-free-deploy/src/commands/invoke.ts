@@ -1,5 +1,6 @@
 import fs from 'node:fs/promises';
 import path from 'node:path';
+import { AsyncAccepted } from '../../../src/schemas/api.ts';
 import { FunctionName } from '../../../src/schemas/function-config.ts';
 import { CliError, UsageError } from '../cli-error.ts';
 import { httpErrorOf } from '../client.ts';
@@ -34,10 +35,15 @@ async function requestBody(data: string | undefined, ctx: CommandContext): Promi
 
 export const invoke: Command = {
   name: 'invoke',
-  summary: 'call a function and print its response body',
-  usage: 'fn invoke <name> [--data JSON|@file|@-] [--method METHOD] [--path /sub/path?query] [--json]',
+  summary: 'call a function and print its response body (--async: queue it and print its invocation id)',
+  usage: 'fn invoke <name> [--data JSON|@file|@-] [--method METHOD] [--path /sub/path?query] [--async] [--idempotency-key KEY] [--json]',
   async run(args, ctx) {
-    const { values, positionals } = parseCommand(this, args, { data: { type: 'string', short: 'd' }, method: { type: 'string', short: 'X' }, path: { type: 'string' } }, { min: 1, max: 1 });
+    const { values, positionals } = parseCommand(
+      this,
+      args,
+      { data: { type: 'string', short: 'd' }, method: { type: 'string', short: 'X' }, path: { type: 'string' }, async: { type: 'boolean' }, 'idempotency-key': { type: 'string' } },
+      { min: 1, max: 1 },
+    );
     const name = positionals[0]!;
     const parsedName = FunctionName.safeParse(name);
     if (!parsedName.success) throw new UsageError(`invalid function name ${JSON.stringify(name)}`);
@@ -48,7 +54,26 @@ export const invoke: Command = {
     const subPath = values.path ?? '';
     if (subPath && !subPath.startsWith('/') && !subPath.startsWith('?')) throw new UsageError('--path must start with "/" or "?"');
 
-    const res = await ctx.client().fetch(method, `/fn/${name}${subPath}`, body ? { body: body.body, headers: { 'content-type': body.contentType } } : {});
+    const key = values['idempotency-key'];
+    if (key !== undefined && !/^[\x20-\x7e]{1,255}$/.test(key)) throw new UsageError('--idempotency-key must be 1-255 printable ASCII characters');
+    const headers: Record<string, string> = {
+      ...(body ? { 'content-type': body.contentType } : {}),
+      ...(values.async ? { 'x-fn-async': '1' } : {}),
+      ...(key !== undefined ? { 'idempotency-key': key } : {}),
+    };
+    const res = await ctx.client().fetch(method, `/fn/${name}${subPath}`, { ...(body ? { body: body.body } : {}), headers });
+    if (values.async) {
+      if (res.status !== 202) throw await httpErrorOf(res);
+      const accepted = AsyncAccepted.safeParse(await res.json().catch(() => undefined));
+      if (!accepted.success) throw new CliError('unexpected answer to an async invocation: no id');
+      // The id alone on stdout, so `id=$(fn invoke x --async)` works; the hint goes to stderr.
+      if (values.json) ctx.out(JSON.stringify({ id: accepted.data.id, location: res.headers.get('location') }, null, 2));
+      else {
+        ctx.out(accepted.data.id);
+        ctx.note(`queued; see it with: fn invocation ${accepted.data.id}`);
+      }
+      return;
+    }
     // An error snapfn produced (unknown function, timeout, crash...), not the handler's own response.
     if (res.headers.has(ERROR_HEADER) || !res.headers.has(VERSION_HEADER)) throw await httpErrorOf(res);
     const text = Buffer.from(await res.arrayBuffer()).toString('utf8');

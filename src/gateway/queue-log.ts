@@ -1,0 +1,89 @@
+import type { InvocationAttemptFailedEvent, InvocationResultEvent } from '../queue/invocation-processor.ts';
+import type { FunctionStore } from '../registry/function-store.ts';
+import type { InvocationLogEntry, QueuedAttempt } from '../schemas/api.ts';
+import type { SnapfnMetrics } from '../telemetry/snapfn-metrics.ts';
+import { failureStatus } from './outcome-response.ts';
+import { redactor } from './redact.ts';
+
+export interface QueueLogDeps {
+  store: FunctionStore;
+  metrics?: SnapfnMetrics | undefined;
+  log?: (message: string) => void;
+}
+
+/**
+ * Queued attempts in the invocation log, one entry per attempt (so retries
+ * and the dead letter show), in the same shape as direct invocations plus
+ * `queue`. Secret values are redacted exactly as on the direct path.
+ * `durationMs` is the time on the node (sandbox wait, restore, handler);
+ * the time spent in the queue is `queue.waitMs`.
+ */
+export class QueueLog {
+  readonly #deps: QueueLogDeps;
+
+  constructor(deps: QueueLogDeps) {
+    this.#deps = deps;
+  }
+
+  /** An attempt that produced an outcome (InvocationWorkers' onResult, and events from worker-only nodes). */
+  readonly onResult = async (event: InvocationResultEvent): Promise<void> => {
+    const { outcome, timings, attempt } = event.result;
+    const engineMs = timings.acquireMs + timings.restoreMs + timings.handlerMs;
+    this.#deps.metrics?.recordInvocation(event.functionName, outcome, timings, timings.queueWaitMs + engineMs);
+    const state: QueuedAttempt['state'] = outcome.ok ? 'completed' : event.mode === 'sync' ? 'failed' : event.willRetry ? 'retrying' : 'dead';
+    await this.#append(event.functionName, event.version, {
+      id: event.invocationId,
+      time: new Date().toISOString(),
+      version: event.version,
+      method: event.request?.method ?? 'GET',
+      path: event.request?.path ?? `/fn/${event.functionName}`,
+      status: outcome.ok ? outcome.response.status : failureStatus(outcome.error.code),
+      durationMs: round(engineMs),
+      ok: outcome.ok,
+      ...(outcome.ok ? {} : { error: { code: outcome.error.code, message: outcome.error.message } }),
+      logs: outcome.logs,
+      logsTruncated: outcome.logsTruncated,
+      queue: { mode: event.mode, attempt, maxAttempts: event.maxAttempts ?? attempt, waitMs: round(timings.queueWaitMs), state },
+    });
+  };
+
+  /** An attempt that ended without an outcome (deployment gone, engine refused it...). */
+  readonly onAttemptFailed = async (event: InvocationAttemptFailedEvent): Promise<void> => {
+    this.#deps.metrics?.recordRejected(event.functionName, event.error.code, event.queueWaitMs);
+    // A job pinned to no version ('active') whose deployment could not be resolved: log it under the active one.
+    const version = event.version ?? (await this.#deps.store.serving(event.functionName).catch(() => undefined))?.version.version;
+    if (version === undefined) return;
+    const state: QueuedAttempt['state'] = event.willRetry ? 'retrying' : event.mode === 'sync' ? 'failed' : 'dead';
+    await this.#append(event.functionName, version, {
+      id: event.invocationId,
+      time: new Date().toISOString(),
+      version,
+      method: event.request.method,
+      path: event.request.path,
+      status: event.status,
+      durationMs: 0,
+      ok: false,
+      error: event.error,
+      logs: [],
+      logsTruncated: false,
+      queue: { mode: event.mode, attempt: event.attempt, maxAttempts: event.maxAttempts, waitMs: round(event.queueWaitMs), state },
+    });
+  };
+
+  async #append(name: string, version: number, entry: InvocationLogEntry): Promise<void> {
+    const redact = redactor(await this.#deps.store.secretValuesOf(name, version).catch(() => []));
+    try {
+      await this.#deps.store.logs.append(name, {
+        ...entry,
+        ...(entry.error ? { error: { code: entry.error.code, message: redact(entry.error.message) } } : {}),
+        logs: entry.logs.map((line) => ({ ...line, text: redact(line.text) })),
+      });
+    } catch (err) {
+      (this.#deps.log ?? console.error)(`snapfn gateway: could not append to the log of ${name}: ${(err as Error).message}`);
+    }
+  }
+}
+
+function round(ms: number): number {
+  return Math.round(ms * 10) / 10;
+}

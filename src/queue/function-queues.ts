@@ -1,0 +1,73 @@
+import type { Deployment } from '../orchestrator/types.ts';
+import { withDeadline } from './deadline.ts';
+import type { DeploymentRegistry } from './deployment-registry.ts';
+import type { InvocationQueue } from './invocation-queue.ts';
+import type { InvocationWorkers } from './invocation-worker.ts';
+import type { Schedules } from './schedules.ts';
+
+export interface FunctionQueuesOptions {
+  queue: InvocationQueue;
+  schedules: Schedules;
+  workers: InvocationWorkers;
+  /**
+   * Where worker-only nodes find deployments. Only with a shared Redis: the
+   * records carry env vars and secrets, and no other node can reach a
+   * node's private Redis anyway.
+   */
+  registry?: DeploymentRegistry;
+  /** Bound on each Redis step of serve/forget (default 5 s). */
+  timeoutMs?: number;
+}
+
+/**
+ * A node's functions as the queue layer sees them: which queues it serves,
+ * their limits and schedules, and (with a shared Redis) the published
+ * deployments. The function store is the truth; this mirrors it into Redis
+ * whenever a version becomes active or a function goes away.
+ */
+export class FunctionQueues {
+  readonly queue: InvocationQueue;
+  readonly schedules: Schedules;
+  readonly workers: InvocationWorkers;
+  readonly registry: DeploymentRegistry | undefined;
+  readonly #timeoutMs: number;
+  #closed = false;
+
+  constructor(options: FunctionQueuesOptions) {
+    this.queue = options.queue;
+    this.schedules = options.schedules;
+    this.workers = options.workers;
+    this.registry = options.registry;
+    this.#timeoutMs = options.timeoutMs ?? 5000;
+  }
+
+  /**
+   * `deployment` is (about to be) the active version: publish it, apply its
+   * limits and schedule, take its queued invocations. Idempotent, so deploy,
+   * rollback, env and schedule changes and start-up re-activation all call it.
+   */
+  async serve(deployment: Deployment): Promise<void> {
+    const { name, config } = deployment;
+    await withDeadline(`serving the queue of ${name}`, this.#timeoutMs, async () => {
+      await this.registry?.publish(deployment);
+      await this.queue.configure(name, { ...(config.maxQueued !== undefined ? { maxQueued: config.maxQueued } : {}), ...(config.maxConcurrency !== undefined ? { maxConcurrency: config.maxConcurrency } : {}) });
+      await this.schedules.apply(name, config.schedule);
+    });
+    this.workers.start(name);
+  }
+
+  /** The function was deleted: no more schedule ticks or queued runs; running ones finish first. */
+  async forget(name: string): Promise<void> {
+    await withDeadline(`removing the queue of ${name}`, this.#timeoutMs, () => this.queue.removeFunction(name));
+    await this.workers.stop(name);
+    await withDeadline(`unpublishing ${name}`, this.#timeoutMs, async () => this.registry?.unpublish(name));
+  }
+
+  /** Stops taking jobs (waits for running ones), then closes the producer side. Redis stays the caller's. */
+  async close(options: { force?: boolean } = {}): Promise<void> {
+    if (this.#closed) return;
+    this.#closed = true;
+    await this.workers.close(options);
+    await this.queue.close();
+  }
+}
