@@ -45,7 +45,7 @@ async function main(): Promise<void> {
   const home = await fs.mkdtemp(path.join(os.tmpdir(), 'snapfn-bench-'));
   const config = loadConfig({ ...process.env, SNAPFN_HOME: home, PORT: '0', SNAPFN_MAX_SANDBOXES: '6', SNAPFN_POOL_SIZE: '0', SNAPFN_API_KEY: '' });
   progress(`starting a gateway (SNAPFN_HOME=${home})`);
-  const snapfn = await startSnapfn({ config, examplesDir: false, log: (line) => progress(line.trim()) });
+  const snapfn = await startSnapfn({ config, examplesDir: false, eval: true, log: (line) => progress(line.trim()) });
   const engine = snapfn.engine as Orchestrator<GvisorDriver>;
   const client = new GatewayClient(snapfn.url);
   const scenarios: Record<string, Scenario> = {};

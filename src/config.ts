@@ -27,6 +27,7 @@ const Env = z.object({
   SNAPFN_TEMPLATE_STORE: optionalString,
   SNAPFN_MAX_QUEUE_WAIT_MS: intSetting(30_000, 100, 15 * 60_000),
   SNAPFN_MAX_QUEUED_PER_FUNCTION: intSetting(1000, 1),
+  SNAPFN_EVAL: optionalString.pipe(z.enum(['0', '1', 'true', 'false'], { error: 'SNAPFN_EVAL must be 0, 1, true or false' }).optional()),
   SNAPFN_EXAMPLES: optionalString.pipe(z.enum(['0', '1', 'true', 'false'], { error: 'SNAPFN_EXAMPLES must be 0, 1, true or false' }).optional()),
 });
 
@@ -50,6 +51,8 @@ export interface SnapfnConfig {
   maxQueuedPerFunction: number;
   /** Deploy the example functions at start-up. */
   examples: boolean;
+  /** Serve POST /v1/eval (builds one eval template per language at start). */
+  eval: boolean;
 }
 
 export class ConfigError extends Error {
@@ -76,6 +79,7 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): SnapfnConfig {
     templateStore: e.SNAPFN_TEMPLATE_STORE === undefined ? undefined : path.resolve(e.SNAPFN_TEMPLATE_STORE),
     maxQueueWaitMs: e.SNAPFN_MAX_QUEUE_WAIT_MS,
     maxQueuedPerFunction: e.SNAPFN_MAX_QUEUED_PER_FUNCTION,
+    eval: e.SNAPFN_EVAL === undefined || e.SNAPFN_EVAL === '1' || e.SNAPFN_EVAL === 'true',
     examples: e.SNAPFN_EXAMPLES === undefined || e.SNAPFN_EXAMPLES === '1' || e.SNAPFN_EXAMPLES === 'true',
   };
 }

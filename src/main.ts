@@ -8,7 +8,7 @@ async function main(): Promise<void> {
   console.log(`snapfn: starting (SNAPFN_HOME=${config.home}, max ${config.maxSandboxes} sandboxes, pool ${config.poolSize})`);
   // Before anything creates spans: exports over OTLP only when OTEL_EXPORTER_OTLP_ENDPOINT is set.
   const tracing = await startTracing();
-  const snapfn: RunningSnapfn = await startSnapfn({ config });
+  const snapfn: RunningSnapfn = await startSnapfn({ config, eval: config.eval });
   console.log(`snapfn: gateway listening on ${snapfn.url} (management API: ${config.apiKey ? 'API key required' : 'loopback clients only'})`);
   console.log(`snapfn: queue on ${config.redisUrl ? 'REDIS_URL (shared: deployments published for worker nodes)' : `its own Redis ${snapfn.redisUrl} (data in ${config.home}/redis)`}`);
   for (const fn of await snapfn.store.list()) console.log(`  ${fn.name.padEnd(16)} v${fn.active ?? '-'}  ${snapfn.url}/fn/${fn.name}`);

@@ -16,6 +16,7 @@ import { FunctionStore } from './registry/function-store.ts';
 import { DeployRequest } from './schemas/api.ts';
 import { zodMessage } from './schemas/zod-message.ts';
 import { SnapfnMetrics } from './telemetry/snapfn-metrics.ts';
+import { EvalService, evalOptionsFromEnv } from './eval/index.ts';
 
 export const EXAMPLES_DIR = fileURLToPath(new URL('../functions', import.meta.url));
 
@@ -30,6 +31,8 @@ export interface SnapfnOptions {
    * (direct invocations only, no Redis); tests may shorten its timings.
    */
   queue?: false | Pick<QueueLayerOptions, 'tuning'>;
+  /** Serve POST /v1/eval. Default false here (it builds templates); `npm start` follows SNAPFN_EVAL. */
+  eval?: boolean;
   hostname?: string;
   log?: (line: string) => void;
 }
@@ -94,12 +97,14 @@ export async function startSnapfn(options: SnapfnOptions): Promise<RunningSnapfn
   let store: FunctionStore | undefined;
   let queue: QueueLayer | undefined;
   let gateway: RunningGateway | undefined;
+  let evalService: EvalService | undefined;
   // Stop accepting first, Redis last: workers finish their jobs (which need
   // the engine and Redis), the producer closes, then the sandboxes go.
   const closeAll = async () => {
     await store?.close();
     await gateway?.close();
     await queue?.close();
+    await evalService?.close();
     await engine?.close();
     await redis?.close();
   };
@@ -129,7 +134,12 @@ export async function startSnapfn(options: SnapfnOptions): Promise<RunningSnapfn
       if (r.error) log(`  could not re-activate ${r.name} v${r.version}: ${r.error}`);
       else if (r.rebuilt) log(`  rebuilt the template of ${r.name} (now v${r.version})`);
     }
+    if (options.eval) {
+      log('  building the eval templates (javascript, python, bash)');
+      evalService = await EvalService.create({ engine: realEngine, workDir: path.join(config.home, 'eval'), ...evalOptionsFromEnv() });
+    }
     gateway = await startGateway({
+      ...(evalService ? { evalService } : {}),
       engine: realEngine,
       store,
       config,

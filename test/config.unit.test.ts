@@ -19,6 +19,7 @@ describe('loadConfig', () => {
       maxQueueWaitMs: 30_000,
       maxQueuedPerFunction: 1000,
       examples: true,
+      eval: true,
     });
   });
 

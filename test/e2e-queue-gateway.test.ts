@@ -43,6 +43,7 @@ describe('e2e: queue through the gateway (child process, real engine, real Redis
     SNAPFN_MAX_SANDBOXES: '2',
     SNAPFN_POOL_SIZE: '0',
     SNAPFN_EXAMPLES: '0',
+    SNAPFN_EVAL: '0',
     SNAPFN_API_KEY: '',
     // A loaded 2-vCPU machine restores in 1-2 s, one queued job at a time (one sandbox stays for direct calls).
     SNAPFN_MAX_QUEUE_WAIT_MS: '90000',

@@ -3,6 +3,7 @@ import { NotFoundError } from '../errors.ts';
 import type { HealthResponse } from '../schemas/api.ts';
 import { requireOperator } from './auth.ts';
 import { mountDeployRoute } from './deploy-route.ts';
+import { evalRoutes } from '../eval/routes.ts';
 import type { GatewayDeps, GatewayEnv } from './env.ts';
 import { errorResponse, toSnapfnError } from './error-response.ts';
 import { mountFunctionRoutes } from './functions-routes.ts';
@@ -47,6 +48,7 @@ export function createGateway(deps: GatewayDeps): Hono<GatewayEnv> {
 
   app.use('/v1/*', requireOperator(deps.config.apiKey));
   app.get('/v1/openapi.json', (c) => c.json(openApi));
+  if (deps.evalService) app.route('/v1/eval', evalRoutes(deps.evalService));
   mountDeployRoute(app, deps);
   mountFunctionRoutes(app, deps);
   mountLogsRoute(app, deps);

@@ -4,6 +4,7 @@ import type { FunctionQueues } from '../queue/function-queues.ts';
 import type { FunctionStore } from '../registry/function-store.ts';
 import type { SnapfnConfig } from '../config.ts';
 import type { SnapfnMetrics } from '../telemetry/snapfn-metrics.ts';
+import type { EvalService } from '../eval/eval-service.ts';
 
 /** Hono's environment for the gateway: node bindings (absent under app.request() in tests) and per-request variables. */
 export type GatewayEnv = {
@@ -24,6 +25,8 @@ export interface GatewayDeps {
    * requests are refused.
    */
   queue?: FunctionQueues | undefined;
+  /** Mounted at POST /v1/eval when present. */
+  evalService?: EvalService;
   /** Served at /metrics and fed by every invocation, when present. */
   metrics?: SnapfnMetrics;
   /** Where unexpected errors are reported (defaults to console.error). */

@@ -97,9 +97,8 @@ export const LogsQuery = z.object({
   limit: z.coerce.number().int().min(1).max(1000).default(100),
 });
 
-export const EvalLanguage = z.enum(['javascript', 'typescript', 'python']);
-export const EvalRequest = z.object({ language: EvalLanguage.default('javascript'), code: z.string().min(1).max(1024 * 1024) }).strict();
-export type EvalRequest = z.infer<typeof EvalRequest>;
+// POST /v1/eval: the schemas live with the eval service; the CLI and the OpenAPI document use them from there.
+export { EvalLanguage, EvalRequest, EvalResult } from './eval.ts';
 
 // ---- responses ------------------------------------------------------------
 

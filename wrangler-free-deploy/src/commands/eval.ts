@@ -7,6 +7,7 @@ import { httpErrorOf } from '../client.ts';
 import { parseCommand, readStream, type Command } from '../context.ts';
 
 const LANGUAGE_BY_EXTENSION: Record<string, EvalRequest['language']> = {
+  '.sh': 'bash',
   '.js': 'javascript',
   '.mjs': 'javascript',
   '.cjs': 'javascript',
@@ -18,7 +19,7 @@ const LANGUAGE_BY_EXTENSION: Record<string, EvalRequest['language']> = {
 export const evaluate: Command = {
   name: 'eval',
   summary: 'run a snippet once in a fresh sandbox (file, or - for stdin)',
-  usage: 'fn eval <file|-> [--language javascript|typescript|python] [--json]',
+  usage: 'fn eval <file|-> [--language javascript|typescript|python|bash] [--json]',
   async run(args, ctx) {
     const { values, positionals } = parseCommand(this, args, { language: { type: 'string' } }, { min: 1, max: 1 });
     const source = positionals[0]!;
