@@ -15,17 +15,18 @@ export interface EngineOptions {
   driver?: DriverChoice;
 }
 
-export type DriverChoice = 'gvisor' | 'qemu' | 'auto';
+export type DriverChoice = 'gvisor' | 'qemu' | 'firecracker' | 'auto';
 
 /**
  * Which driver a node runs: SNAPFN_DRIVER=gvisor|qemu|auto. `auto` takes QEMU
  * only where hardware KVM exists (under TCG a microVM is correct but several
  * times slower than gVisor), else gVisor.
  */
-export function resolveDriver(choice: string | undefined): { driver: 'gvisor' | 'qemu'; reason: string } {
+export function resolveDriver(choice: string | undefined): { driver: 'gvisor' | 'qemu' | 'firecracker'; reason: string } {
   const c = choice ?? 'gvisor';
   if (c === 'gvisor' || c === 'qemu') return { driver: c, reason: `SNAPFN_DRIVER=${c}` };
-  if (c !== 'auto') throw new Error(`SNAPFN_DRIVER must be gvisor, qemu or auto, not '${c}'`);
+  if (c === 'firecracker') return { driver: 'firecracker', reason: 'SNAPFN_DRIVER=firecracker' };
+  if (c !== 'auto') throw new Error(`SNAPFN_DRIVER must be gvisor, qemu, firecracker or auto, not '${c}'`);
   const kvm = detectHardwareKvm();
   return { driver: kvm.kvm ? 'qemu' : 'gvisor', reason: `auto: ${kvm.reason}` };
 }
@@ -33,16 +34,25 @@ export function resolveDriver(choice: string | undefined): { driver: 'gvisor' | 
 /** The engine of one node: a sandbox driver behind an Orchestrator. */
 export async function createEngine(options: EngineOptions): Promise<Orchestrator<SandboxDriver>> {
   const { driver: which, reason } = resolveDriver(options.driver ?? process.env.SNAPFN_DRIVER);
-  let driver: SandboxDriver;
-  if (which === 'qemu') {
+  let driver: SandboxDriver | undefined;
+  let why = reason;
+  // Firecracker when asked for, or under `auto` where the host can run it (binary + hardware KVM).
+  if (which === 'firecracker' || (options.driver ?? process.env.SNAPFN_DRIVER) === 'auto') {
+    const { firecrackerDriverIfSupported } = await import('../sandbox/firecracker/select-driver.ts');
+    const fc = await firecrackerDriverIfSupported({ home: options.home, networkSlots: options.maxSandboxes + 2 });
+    if (fc.driver) driver = fc.driver;
+    else if (which === 'firecracker') throw new Error(`SNAPFN_DRIVER=firecracker, but ${fc.reason}`);
+    else why = `${reason}; firecracker: ${fc.reason}`;
+  }
+  if (!driver && which === 'qemu') {
     // Loaded lazily: a gVisor node never touches the QEMU code.
     const { QemuDriver } = await import('../sandbox/qemu/qemu-driver.ts');
     driver = await QemuDriver.create({ home: options.home });
-  } else {
+  } else if (!driver) {
     // Network slots: one per sandbox the node may run, plus two for template builds.
     driver = await GvisorDriver.create({ home: options.home, networkSlots: options.maxSandboxes + 2 });
   }
   // Silent on the default, so the log of an unconfigured node is unchanged.
-  if (options.driver ?? process.env.SNAPFN_DRIVER) process.stderr.write(`snapfn: sandbox driver ${driver.name} (platform ${driver.platform}; ${reason})\n`);
+  if (options.driver ?? process.env.SNAPFN_DRIVER) process.stderr.write(`snapfn: sandbox driver ${driver.name} (platform ${driver.platform}; ${why})\n`);
   return new Orchestrator({ driver, maxSandboxes: options.maxSandboxes, poolSize: options.poolSize, ...(options.maxWaitMs ? { maxWaitMs: options.maxWaitMs } : {}) });
 }
