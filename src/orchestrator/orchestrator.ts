@@ -144,7 +144,9 @@ export class Orchestrator<D extends SandboxDriver = SandboxDriver> implements In
           this.#busy--;
         }
         timings.handlerMs = performance.now() - started;
-        this.#release(fn!, sandbox);
+        // Teardown (runsc kill/pause) and the pool refill after it are CPU
+        // work: let the caller send its response first.
+        setImmediate(() => this.#release(fn!, sandbox));
         return { outcome, timings };
       } finally {
         span.end();
@@ -190,7 +192,8 @@ export class Orchestrator<D extends SandboxDriver = SandboxDriver> implements In
       timings.source = 'pool';
       timings.acquireMs = performance.now() - started;
       span.setAttribute('sandbox.source', timings.source);
-      this.#refill();
+      // No refill here: a restore started now would share the two cores with
+      // this very invocation. It starts once this sandbox is released.
       return { sandbox, timings };
     }
     this.#poolMisses++;
