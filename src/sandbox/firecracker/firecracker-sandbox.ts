@@ -1,13 +1,12 @@
 import fs from 'node:fs/promises';
 import type { InvocationOutcome, WireRequest } from '../../schemas/invocation.ts';
 import type { InvokeOptions, Sandbox } from '../driver.ts';
-import { EnvdClosedError, EnvdTimeoutError, type EnvdConnection } from '../envd/envd-connection.ts';
+import type { EnvdConnection } from '../envd/envd-connection.ts';
+import { crashedOutcome, invokeThroughEnvd } from '../envd/invoke-through-envd.ts';
 import type { NetworkSlot, NetworkSlotPool } from '../network/network-slot-pool.ts';
 import type { UffdPageServer } from '../uffd/uffd-page-server.ts';
 import type { FirecrackerVm } from './firecracker-vm.ts';
 
-/** Grace on top of the handler's timeout before the host kills the VM. */
-const HARD_TIMEOUT_GRACE_MS = 1000;
 
 export interface FirecrackerSandboxParts {
   id: string;
@@ -52,18 +51,10 @@ export class FirecrackerSandbox implements Sandbox {
   }
 
   async invoke(request: WireRequest, options: InvokeOptions): Promise<InvocationOutcome> {
-    if (this.dead) return crashed('the sandbox is no longer running');
-    try {
-      const outcome = await this.#parts.connection.invoke(request, options.env, options.timeoutMs, options.timeoutMs + HARD_TIMEOUT_GRACE_MS);
-      if (!outcome.ok && outcome.error.code === 'timeout') this.#dead = true;
-      return outcome;
-    } catch (err) {
-      this.#dead = true;
-      if (err instanceof EnvdTimeoutError) {
-        return { ok: false, error: { code: 'timeout', message: `handler did not finish within ${options.timeoutMs} ms; its sandbox was killed` }, logs: [], logsTruncated: false };
-      }
-      return crashed(err instanceof EnvdClosedError ? 'the sandbox died during the invocation' : String(err));
-    }
+    if (this.dead) return crashedOutcome('the sandbox is no longer running');
+    const end = await invokeThroughEnvd(this.#parts.connection, request, options);
+    if (!end.reusable) this.#dead = true;
+    return end.outcome;
   }
 
   async warmup(): Promise<void> {
@@ -102,6 +93,3 @@ export class FirecrackerSandbox implements Sandbox {
   }
 }
 
-function crashed(message: string): InvocationOutcome {
-  return { ok: false, error: { code: 'sandbox_crashed', message }, logs: [], logsTruncated: false };
-}

@@ -2,14 +2,13 @@ import fs from 'node:fs/promises';
 import { trace } from '@opentelemetry/api';
 import type { InvocationOutcome, WireRequest } from '../../schemas/invocation.ts';
 import type { InvokeOptions, Sandbox } from '../driver.ts';
-import { EnvdClosedError, EnvdTimeoutError, type EnvdConnection } from '../envd/envd-connection.ts';
+import type { EnvdConnection } from '../envd/envd-connection.ts';
+import { crashedOutcome, invokeThroughEnvd } from '../envd/invoke-through-envd.ts';
 import type { NetworkSlot, NetworkSlotPool } from '../network/network-slot-pool.ts';
 import type { Runsc } from './runsc.ts';
 
 const tracer = trace.getTracer('snapfn');
 
-/** Grace on top of the handler's timeout before the host kills the sandbox. */
-const HARD_TIMEOUT_GRACE_MS = 1000;
 
 export interface GvisorSandboxParts {
   id: string;
@@ -46,21 +45,16 @@ export class GvisorSandbox implements Sandbox {
   }
 
   async invoke(request: WireRequest, options: InvokeOptions): Promise<InvocationOutcome> {
-    if (this.dead) return crashed('the sandbox is no longer running');
+    if (this.dead) return crashedOutcome('the sandbox is no longer running');
     return tracer.startActiveSpan('handler', async (span): Promise<InvocationOutcome> => {
       try {
-        const outcome = await this.#parts.connection.invoke(request, options.env, options.timeoutMs, options.timeoutMs + HARD_TIMEOUT_GRACE_MS);
-        // A timed-out handler may still hold work in flight: never reuse it.
-        if (!outcome.ok && outcome.error.code === 'timeout') this.#dead = true;
-        return outcome;
-      } catch (err) {
-        this.#dead = true;
-        if (err instanceof EnvdTimeoutError) {
-          return { ok: false as const, error: { code: 'timeout' as const, message: `handler did not finish within ${options.timeoutMs} ms; its sandbox was killed` }, logs: [], logsTruncated: false };
-        }
-        const exitCode = await Promise.race([this.#parts.exited, sleep(200).then(() => undefined)]);
-        const why = err instanceof EnvdClosedError ? 'the sandbox died during the invocation' : String(err);
-        return crashed(exitCode === undefined ? why : `${why} (runsc exit code ${exitCode}; an out-of-memory kill looks like this)`);
+        const end = await invokeThroughEnvd(this.#parts.connection, request, options, async (why) => {
+          const exitCode = await Promise.race([this.#parts.exited, sleep(200).then(() => undefined)]);
+          return exitCode === undefined ? why : `${why} (runsc exit code ${exitCode}; an out-of-memory kill looks like this)`;
+        });
+        // The destroy that follows kills it after a hard timeout.
+        if (!end.reusable) this.#dead = true;
+        return end.outcome;
       } finally {
         span.end();
       }
@@ -107,9 +101,6 @@ export class GvisorSandbox implements Sandbox {
   }
 }
 
-function crashed(message: string): InvocationOutcome {
-  return { ok: false, error: { code: 'sandbox_crashed', message }, logs: [], logsTruncated: false };
-}
 
 function sleep(ms: number): Promise<void> {
   return new Promise((resolve) => setTimeout(resolve, ms));

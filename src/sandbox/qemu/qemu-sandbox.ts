@@ -2,13 +2,12 @@ import fs from 'node:fs/promises';
 import { trace } from '@opentelemetry/api';
 import type { InvocationOutcome, WireRequest } from '../../schemas/invocation.ts';
 import type { InvokeOptions, Sandbox } from '../driver.ts';
-import { EnvdClosedError, EnvdTimeoutError, type EnvdConnection } from '../envd/envd-connection.ts';
+import type { EnvdConnection } from '../envd/envd-connection.ts';
+import { crashedOutcome, invokeThroughEnvd } from '../envd/invoke-through-envd.ts';
 import type { QemuVm } from './qemu-vm.ts';
 
 const tracer = trace.getTracer('snapfn');
 
-/** Grace on top of the handler's timeout before the host kills the VM. */
-const HARD_TIMEOUT_GRACE_MS = 1000;
 
 export interface QemuSandboxParts {
   id: string;
@@ -47,20 +46,14 @@ export class QemuSandbox implements Sandbox {
   }
 
   async invoke(request: WireRequest, options: InvokeOptions): Promise<InvocationOutcome> {
-    if (this.dead) return crashed('the sandbox is no longer running');
+    if (this.dead) return crashedOutcome('the sandbox is no longer running');
     return tracer.startActiveSpan('handler', async (span): Promise<InvocationOutcome> => {
       try {
-        const outcome = await this.#parts.connection.invoke(request, options.env, options.timeoutMs, options.timeoutMs + HARD_TIMEOUT_GRACE_MS);
-        if (!outcome.ok && outcome.error.code === 'timeout') this.#dead = true;
-        return outcome;
-      } catch (err) {
-        this.#dead = true;
-        if (err instanceof EnvdTimeoutError) {
-          // A synchronous loop never yields to envd: only killing the VM stops it.
-          await this.#parts.vm.kill();
-          return { ok: false as const, error: { code: 'timeout' as const, message: `handler did not finish within ${options.timeoutMs} ms; its sandbox was killed` }, logs: [], logsTruncated: false };
-        }
-        return crashed(err instanceof EnvdClosedError ? 'the sandbox died during the invocation' : String(err));
+        const end = await invokeThroughEnvd(this.#parts.connection, request, options);
+        if (!end.reusable) this.#dead = true;
+        // A synchronous loop never yields to envd: only killing the VM stops it.
+        if (end.hardTimeout) await this.#parts.vm.kill();
+        return end.outcome;
       } finally {
         span.end();
       }
@@ -108,6 +101,3 @@ export class QemuSandbox implements Sandbox {
   }
 }
 
-function crashed(message: string): InvocationOutcome {
-  return { ok: false, error: { code: 'sandbox_crashed', message }, logs: [], logsTruncated: false };
-}
