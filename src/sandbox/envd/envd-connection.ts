@@ -21,6 +21,7 @@ const Reply = z.union([
   z.object({ type: z.literal('result'), id: z.number(), outcome: InvocationOutcome }),
   z.object({ type: z.literal('checkpoint-ready'), id: z.number() }),
   z.object({ type: z.literal('warmed'), id: z.number() }),
+  z.object({ type: z.literal('rehearsed'), id: z.number(), ok: z.boolean(), outcomes: z.array(InvocationOutcome) }),
   z.object({ type: z.literal('error'), id: z.number().optional(), error: z.object({ code: z.string(), message: z.string() }) }),
 ]);
 type Reply = z.infer<typeof Reply>;
@@ -80,6 +81,17 @@ export class EnvdConnection {
     if (reply.type !== 'warmed') throw new Error(`unexpected envd reply ${reply.type}`);
   }
 
+  /**
+   * Run envd's invocation path with its own stand-in handler (never the
+   * user's), to fault in what the first real request would otherwise pay for
+   * right after a restore.
+   */
+  async rehearse(timeoutMs = 10_000): Promise<void> {
+    const reply = await this.#request({ type: 'rehearse' }, timeoutMs);
+    if (reply.type !== 'rehearsed') throw new Error(`unexpected envd reply ${reply.type}`);
+    if (reply.ok !== true) throw new Error(`envd rehearsal failed: ${JSON.stringify(reply.outcomes).slice(0, 300)}`);
+  }
+
   /** Ask envd to hang up and go back to waiting for a socket (the next restore's). */
   async prepareCheckpoint(timeoutMs = 5000): Promise<void> {
     const closed = new Promise<void>((resolve) => {
@@ -131,8 +143,18 @@ export class EnvdConnection {
       const line = this.#buffered.slice(0, nl);
       this.#buffered = this.#buffered.slice(nl + 1);
       if (!line) continue;
-      const parsed = Reply.safeParse(safeJson(line));
-      if (!parsed.success) continue;
+      const json = safeJson(line);
+      const parsed = Reply.safeParse(json);
+      if (!parsed.success) {
+        // A reply we cannot read fails its request now instead of timing out.
+        const id = (json as { id?: unknown } | undefined)?.id;
+        const waiter = typeof id === 'number' ? this.#waiting.get(id) : undefined;
+        if (waiter) {
+          this.#waiting.delete(id as number);
+          waiter.reject(new Error(`malformed envd reply: ${line.slice(0, 200)}`));
+        }
+        continue;
+      }
       const reply = parsed.data;
       const key = reply.type === 'hello' ? 'hello' : 'id' in reply && reply.id !== undefined ? reply.id : undefined;
       if (key === undefined) continue;

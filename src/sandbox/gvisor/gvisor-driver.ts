@@ -12,6 +12,8 @@ import { TemplateStore } from '../template/template-store.ts';
 import { GvisorSandbox } from './gvisor-sandbox.ts';
 import { NODE_FLAGS, sandboxSpec } from './oci-spec.ts';
 import { Runsc } from './runsc.ts';
+import type { LaunchedProcess } from './runsc-launcher.ts';
+import { SentryProcess } from './sentry-process.ts';
 
 const tracer = trace.getTracer('snapfn');
 
@@ -38,7 +40,8 @@ interface Started {
 export class GvisorDriver implements SandboxDriver {
   readonly name = 'gvisor';
   readonly platform = 'ptrace';
-  readonly version = 'gvisor-1';
+  // 2: sandboxes are started by the RunscLauncher, whose stdio a snapshot records.
+  readonly version = 'gvisor-2';
   readonly #home: string;
   readonly #runsc: Runsc;
   readonly #templates: TemplateStore;
@@ -99,7 +102,7 @@ export class GvisorDriver implements SandboxDriver {
       try {
         if (hello.loadError) throw new TemplateBuildError(`${hello.loadError.code}: ${hello.loadError.message}`);
         onProgress('warm');
-        await sandbox.warmup();
+        await sandbox.prime();
         onProgress('checkpoint');
         await sandbox.prepareCheckpoint();
         const imageDir = path.join(tmp, 'image');
@@ -144,6 +147,7 @@ export class GvisorDriver implements SandboxDriver {
 
   async close(): Promise<void> {
     await Promise.all([...this.#live].map((s) => s.destroy()));
+    await this.#runsc.close();
     await this.#slots.close();
   }
 
@@ -158,7 +162,7 @@ export class GvisorDriver implements SandboxDriver {
     await fs.mkdir(socketDir, { recursive: true });
     const [rootfs, slot] = await Promise.all([ensureRootfs(this.#home, options.rootfs), this.#slots.acquire({ egress: options.network === 'egress' })]);
     let listener: EnvdListener | undefined;
-    let spawned: ReturnType<Runsc['spawn']> | undefined;
+    let spawned: LaunchedProcess | undefined;
     try {
       const spec = sandboxSpec({
         rootfsDir: rootfs.dir,
@@ -173,7 +177,7 @@ export class GvisorDriver implements SandboxDriver {
       await fs.writeFile(path.join(stateDir, 'config.json'), JSON.stringify(spec));
       listener = await EnvdListener.listen(path.join(socketDir, 'envd.sock'));
       const args = kind === 'run' ? ['run', `--bundle=${stateDir}`, id] : ['restore', `--bundle=${stateDir}`, `--image-path=${options.imageDir}`, id];
-      spawned = this.#runsc.spawn(args, path.join(stateDir, 'runsc.log'));
+      spawned = await this.#runsc.spawn(args, path.join(stateDir, 'runsc.log'));
       const died = spawned.exited.then(async (code): Promise<never> => {
         throw new Error(`runsc ${kind} exited with code ${code} before envd connected: ${await logTail(path.join(stateDir, 'runsc.log'))}`);
       });
@@ -184,11 +188,12 @@ export class GvisorDriver implements SandboxDriver {
       // envd only redials if this connection drops, and then the sandbox is
       // treated as dead anyway: the listener has done its job.
       await listener.close();
-      const child = spawned.process;
+      const child = spawned;
       const sandbox = new GvisorSandbox({
         id,
         templateId: options.templateId,
         runsc: this.#runsc,
+        sentry: await SentryProcess.find(this.#runsc.stateRoot, id),
         connection,
         exited: spawned.exited,
         killProcess: () => child.kill('SIGKILL'),
@@ -203,7 +208,7 @@ export class GvisorDriver implements SandboxDriver {
       await listener?.close();
       await this.#runsc.forceDelete(id);
       if (spawned) {
-        spawned.process.kill('SIGKILL');
+        spawned.kill('SIGKILL');
         await spawned.exited;
       }
       await fs.rm(stateDir, { recursive: true, force: true });

@@ -6,6 +6,7 @@ import type { EnvdConnection } from '../envd/envd-connection.ts';
 import { crashedOutcome, invokeThroughEnvd } from '../envd/invoke-through-envd.ts';
 import type { NetworkSlot, NetworkSlotPool } from '../network/network-slot-pool.ts';
 import type { Runsc } from './runsc.ts';
+import type { SentryProcess } from './sentry-process.ts';
 
 const tracer = trace.getTracer('snapfn');
 
@@ -14,6 +15,8 @@ export interface GvisorSandboxParts {
   id: string;
   templateId: string;
   runsc: Runsc;
+  /** Undefined when runsc's state did not name it: every call then goes through the runsc CLI. */
+  sentry: SentryProcess | undefined;
   connection: EnvdConnection;
   exited: Promise<number>;
   killProcess: () => void;
@@ -29,6 +32,7 @@ export class GvisorSandbox implements Sandbox {
   readonly templateId: string;
   readonly #parts: GvisorSandboxParts;
   #dead = false;
+  #pausedBy: 'freezer' | 'runsc' | undefined;
   #destroying: Promise<void> | undefined;
 
   constructor(parts: GvisorSandboxParts) {
@@ -61,8 +65,13 @@ export class GvisorSandbox implements Sandbox {
     });
   }
 
-  /** Template builds only. */
+  /** After a restore, off the request path (warm pool): one rehearsal through envd. */
   async warmup(): Promise<void> {
+    await this.#parts.connection.rehearse();
+  }
+
+  /** Template builds only: warm envd's code paths before the checkpoint. */
+  async prime(): Promise<void> {
     await this.#parts.connection.warmup();
   }
 
@@ -72,11 +81,25 @@ export class GvisorSandbox implements Sandbox {
   }
 
   async pause(): Promise<void> {
-    await this.#parts.runsc.pause(this.id);
+    const { sentry, runsc } = this.#parts;
+    if (sentry?.canFreeze) {
+      try {
+        await sentry.freeze();
+        this.#pausedBy = 'freezer';
+        return;
+      } catch {
+        // e.g. a task stuck in an uninterruptible state: runsc's own pause still works
+      }
+    }
+    await runsc.pause(this.id);
+    this.#pausedBy = 'runsc';
   }
 
   async unpause(): Promise<void> {
-    await this.#parts.runsc.resume(this.id);
+    const by = this.#pausedBy;
+    this.#pausedBy = undefined;
+    if (by === 'freezer') await this.#parts.sentry!.thaw();
+    else if (by === 'runsc') await this.#parts.runsc.resume(this.id);
   }
 
   destroy(): Promise<void> {
@@ -86,15 +109,16 @@ export class GvisorSandbox implements Sandbox {
 
   async #destroy(): Promise<void> {
     this.#dead = true;
-    const { runsc, connection, exited, killProcess, slot, slots, stateDir } = this.#parts;
+    const { runsc, sentry, connection, exited, killProcess, slot, slots, stateDir } = this.#parts;
     connection.close();
-    // kill first: the foreground runsc then exits at once and delete is
-    // quick (delete --force alone waits ~5 s for the sandbox to go).
-    await runsc.kill(this.id);
+    // Killing the Sentry makes the foreground runsc clean up and exit by
+    // itself, with no runsc CLI started; `runsc kill` is the fallback. Either
+    // way kill comes first: `delete --force` alone waits ~5 s.
+    if (!(await sentry?.kill())) await runsc.kill(this.id);
     const gone = await Promise.race([exited.then(() => true), sleep(3000).then(() => false)]);
     if (!gone) killProcess();
     await exited;
-    await runsc.forceDelete(this.id);
+    if (!gone || (await runsc.hasState(this.id))) await runsc.forceDelete(this.id);
     await fs.rm(stateDir, { recursive: true, force: true });
     await slots.release(slot);
     this.#parts.onDestroyed(this);

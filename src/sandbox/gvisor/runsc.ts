@@ -1,4 +1,7 @@
-import { execa, type ResultPromise } from 'execa';
+import fs from 'node:fs/promises';
+import path from 'node:path';
+import { execa } from 'execa';
+import { LauncherError, RunscLauncher, type LaunchedProcess } from './runsc-launcher.ts';
 
 /**
  * Thin wrapper over the `runsc` CLI. Every call uses snapfn's own `--root`
@@ -7,6 +10,8 @@ import { execa, type ResultPromise } from 'execa';
 export class Runsc {
   readonly stateRoot: string;
   readonly #flags: string[];
+  #launcher: Promise<RunscLauncher> | undefined;
+  #closed = false;
 
   constructor(options: { stateRoot: string; ignoreCgroups?: boolean; debugLogDir?: string }) {
     this.stateRoot = options.stateRoot;
@@ -24,28 +29,31 @@ export class Runsc {
   }
 
   /**
-   * Starts `runsc run` (or `restore`) in the foreground as our child, so the
-   * container dies with it and we reap it ourselves (with -detach the sandbox
-   * is reparented to PID 1 and `delete` waits ~1.7 s for it).
-   *
-   * Two host quirks are handled here:
-   * - runsc refuses `--network=sandbox` when /proc/sys/net/core/rmem_default
-   *   is visible ("cannot run with network enabled in root network
-   *   namespace") even inside our own netns on this kernel; a tmpfs over
-   *   /proc/sys/net in a private mount namespace around runsc avoids it.
-   * - stdio: never /dev/null (runsc chowns it machine-wide) and never a pipe
-   *   we read to EOF (it hangs); stdin is an idle pipe, stdout/stderr a file.
+   * Starts `runsc run` (or `restore`) in the foreground, so the container
+   * dies with it and we reap it ourselves (with -detach the sandbox is
+   * reparented to PID 1 and `delete` waits ~1.7 s for it). It is started by
+   * the RunscLauncher, never forked from snapfn itself.
    */
-  spawn(args: string[], logFile: string): { process: ResultPromise; exited: Promise<number> } {
-    const script = 'mount -t tmpfs -o size=4k snapfn-netfix /proc/sys/net && exec "$0" "$@"';
-    const child = execa('unshare', ['-m', '--propagation', 'private', 'sh', '-c', script, 'runsc', ...this.#flags, ...args], {
-      stdin: 'pipe',
-      stdout: { file: logFile, append: true },
-      stderr: { file: logFile, append: true },
-      reject: false,
-    });
-    const exited = child.then((r) => r.exitCode ?? -1);
-    return { process: child, exited };
+  async spawn(args: string[], logFile: string): Promise<LaunchedProcess> {
+    if (this.#closed) throw new LauncherError('runsc is closed');
+    const launcher = await this.#liveLauncher();
+    return launcher.launch('runsc', [...this.#flags, ...args], logFile);
+  }
+
+  /** Started on first use, and again if it died (a failed start is retried on the next call). */
+  async #liveLauncher(): Promise<RunscLauncher> {
+    const current = this.#launcher;
+    const launcher = await current?.catch(() => undefined);
+    if (launcher?.alive) return launcher;
+    if (this.#launcher === current) this.#launcher = RunscLauncher.start();
+    return this.#launcher!;
+  }
+
+  /** Stops the launcher (the caller has destroyed the sandboxes first). */
+  async close(): Promise<void> {
+    this.#closed = true;
+    const launcher = await this.#launcher?.catch(() => undefined);
+    await launcher?.close();
   }
 
   async checkpoint(id: string, imageDir: string): Promise<void> {
@@ -68,6 +76,14 @@ export class Runsc {
   /** Kills and removes the container; never throws (the container may already be gone). */
   async forceDelete(id: string): Promise<void> {
     await execa('runsc', [...this.#flags, 'delete', '--force', id], { stdin: 'pipe', reject: false });
+  }
+
+  /** Whether runsc still has state for the container (the foreground runsc removes it when its sandbox ends). */
+  async hasState(id: string): Promise<boolean> {
+    return fs.access(path.join(this.stateRoot, `${id}_sandbox:${id}.state`)).then(
+      () => true,
+      () => false,
+    );
   }
 
   async list(): Promise<string[]> {
