@@ -1,5 +1,6 @@
 import fs from 'node:fs/promises';
 import path from 'node:path';
+import type { DriverBench } from './drivers.ts';
 import { progress } from './stats.ts';
 
 export type Scenario = Record<string, number>;
@@ -37,7 +38,27 @@ export function table(result: BenchResult): string {
   rows.push('', `memory per idle pre-restored sandbox: ${result.memory.idle_sandbox_mb} MB PSS (${result.memory.idle_sandbox_rss_mb} MB RSS)`);
   rows.push(`template: build ${result.template.build_ms} ms, image ${(result.template.image_bytes / 1048576).toFixed(1)} MiB`);
   if (result.uffd) rows.push('', '### UFFD page server', '', '```json', JSON.stringify(result.uffd, null, 2), '```');
+  if (result.drivers) rows.push('', ...driversTable(result.drivers as Record<string, DriverBench>));
   return rows.join('\n');
+}
+
+/** SNAPFN_BENCH_DRIVERS columns (bench/drivers.ts), engine level, beside the main run's driver. */
+export function driversTable(drivers: Record<string, DriverBench>): string[] {
+  const names = Object.keys(drivers);
+  const row = (label: string, pick: (d: DriverBench) => string | number) => `| ${label} | ${names.map((n) => pick(drivers[n]!)).join(' | ')} |`;
+  return [
+    '### Other drivers (engine level, SNAPFN_BENCH_DRIVERS)',
+    '',
+    `| | ${names.map((n) => `${n}/${drivers[n]!.platform}`).join(' | ')} |`,
+    `|---|${names.map(() => '---').join('|')}|`,
+    row('template build ms (first, incl. one-off prep)', (d) => d.template_build_ms),
+    row('template build ms (network egress, after)', (d) => d.template_build_egress_ms),
+    row('template image MiB', (d) => (d.image_bytes / 1048576).toFixed(1)),
+    row('first request ms', (d) => d.first_request_ms),
+    row('restore per request p50 / p99 ms', (d) => `${d.restore.p50_ms} / ${d.restore.p99_ms} (n=${d.restore.n})`),
+    row('  restore phase / handler phase p50 ms', (d) => `${d.restore_phase_p50_ms} / ${d.handler_phase_p50_ms}`),
+    row('keepWarm reuse p50 / p99 ms', (d) => `${d.keep_warm.p50_ms} / ${d.keep_warm.p99_ms} (n=${d.keep_warm.n})`),
+  ];
 }
 
 export async function writeResults(dir: string, result: BenchResult): Promise<void> {

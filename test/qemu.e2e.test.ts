@@ -10,7 +10,10 @@ import { after, before, describe, test } from 'node:test';
 import { fileURLToPath } from 'node:url';
 import { execa } from 'execa';
 import { createEngine } from '../src/orchestrator/index.ts';
+import type { Deployment } from '../src/orchestrator/types.ts';
+import { FunctionConfig, type FunctionConfigInput } from '../src/schemas/function-config.ts';
 import { bodyJson, deployFixture, get, tempHome, type TestEngine } from './support/engine.ts';
+import { leftovers, ownedSlotNamespaces, slotTaps } from './support/leaks.ts';
 
 const README = fileURLToPath(new URL('../README.md', import.meta.url));
 
@@ -33,6 +36,136 @@ async function qemuLeftovers(home: string): Promise<string[]> {
   return found;
 }
 
+/**
+ * Stands in for the internet: a namespace behind a host veth with an
+ * address from 198.18.0.0/15 (benchmarking range: not in the private ranges
+ * isolation.ts drops, so egress must reach it; nothing real lives there).
+ * The host veth is not named sf*, so the sandbox rules do not apply to the
+ * replies.
+ */
+interface FakeInternet {
+  address: string;
+  netns: string;
+  close(): Promise<void>;
+}
+
+async function fakeInternet(): Promise<FakeInternet> {
+  const netns = `fnq-inet-${process.pid}`;
+  const veth = `fnqi${process.pid % 100_000}`;
+  const address = '198.18.77.2';
+  const ip = (...args: string[]) => execa('ip', args, { stdin: 'ignore' });
+  await ip('netns', 'add', netns);
+  try {
+    await ip('link', 'add', veth, 'type', 'veth', 'peer', 'name', 'eth0', 'netns', netns);
+    await ip('addr', 'add', '198.18.77.1/30', 'dev', veth);
+    await ip('link', 'set', veth, 'up');
+    await ip('-n', netns, 'addr', 'add', `${address}/30`, 'dev', 'eth0');
+    await ip('-n', netns, 'link', 'set', 'eth0', 'up');
+  } catch (err) {
+    await execa('ip', ['netns', 'del', netns], { reject: false });
+    throw err;
+  }
+  return {
+    address,
+    netns,
+    close: async () => {
+      await execa('ip', ['netns', 'del', netns], { reject: false });
+      await execa('ip', ['link', 'del', veth], { reject: false });
+    },
+  };
+}
+
+/** A TCP service inside a namespace that answers with `reply` (its own node process). */
+async function listenInNetns(netns: string, port: number, reply: string): Promise<() => Promise<void>> {
+  const code = `require('net').createServer((s) => { s.on('error', () => {}); s.end(${JSON.stringify(reply)}); }).listen(${port}, '0.0.0.0', () => console.log('listening'));`;
+  const child = execa('ip', ['netns', 'exec', netns, process.execPath, '-e', code], { reject: false, stdin: 'ignore' });
+  await new Promise<void>((resolve, reject) => {
+    child.stdout!.once('data', () => resolve());
+    void child.then((r) => reject(new Error(`listener in ${netns} exited: ${r.stderr}`)));
+  });
+  return async () => {
+    child.kill('SIGKILL');
+    await child;
+  };
+}
+
+/** What a TCP connect from here gives: the first bytes, or why not. */
+function connectFromHost(host: string, port: number): Promise<string> {
+  return new Promise((resolve) => {
+    const s = net.connect({ host, port });
+    const timer = setTimeout(() => (s.destroy(), resolve('timeout')), 3000);
+    s.once('data', (d) => (clearTimeout(timer), s.destroy(), resolve(`data:${d}`)));
+    s.once('error', (e: NodeJS.ErrnoException) => (clearTimeout(timer), resolve(e.code ?? 'error')));
+  });
+}
+
+/** The same, from inside a namespace (the host cannot talk to a slot's namespace: SNAPFN-INPUT drops the replies). */
+async function connectInNetns(netns: string, host: string, port: number): Promise<string> {
+  const r = await execa('ip', ['netns', 'exec', netns, 'timeout', '3', 'bash', '-c', `exec 3<>/dev/tcp/${host}/${port} && head -c 64 <&3`], { reject: false, stdin: 'ignore' });
+  return r.exitCode === 0 ? `data:${r.stdout}` : `failed: ${r.stderr.trim() || r.exitCode}`;
+}
+
+/** Connects to every `host:port` of `?targets=` and reports the first bytes or the error. */
+const NET_PROBE = `import os from 'node:os';
+import net from 'node:net';
+function attempt(target) {
+  const [host, port] = target.split(':');
+  return new Promise((resolve) => {
+    const s = net.connect({ host, port: Number(port) });
+    const timer = setTimeout(() => { s.destroy(); resolve('timeout'); }, 2000);
+    s.once('data', (d) => { clearTimeout(timer); s.destroy(); resolve('data:' + d); });
+    s.once('error', (e) => { clearTimeout(timer); resolve(e.code ?? 'error'); });
+  });
+}
+export default async function (request) {
+  const targets = (new URL(request.url).searchParams.get('targets') ?? '').split(',').filter(Boolean);
+  const eth0 = (os.networkInterfaces().eth0 ?? []).find((a) => a.family === 'IPv4');
+  const results = Object.fromEntries(await Promise.all(targets.map(async (t) => [t, await attempt(t)])));
+  return { guestIp: eth0?.address ?? null, results };
+}
+`;
+
+/** Allocates \`?alloc=\` MiB (touched, so really resident) and reports its cgroup's limit. */
+const MEMORY_PROBE = `import fs from 'node:fs';
+export const config = { memoryMb: 96, timeoutMs: 30000 };
+export default async function (request) {
+  const mb = Number(new URL(request.url).searchParams.get('alloc') ?? 0);
+  const hog = [];
+  for (let i = 0; i < mb; i += 8) hog.push(Buffer.alloc(8 * 1024 * 1024, 1));
+  return {
+    cgroup: fs.readFileSync('/proc/self/cgroup', 'utf8').trim(),
+    memoryMax: fs.readFileSync('/sys/fs/cgroup/envd/memory.max', 'utf8').trim(),
+    allocatedMb: hog.length * 8,
+  };
+}
+`;
+
+async function deployFile(engine: TestEngine, name: string, bundleFile: string, config: FunctionConfigInput = {}): Promise<Deployment> {
+  const network = FunctionConfig.parse(config).network;
+  const template = await engine.buildTemplate({ functionName: name, bundleFile, network });
+  const deployment: Deployment = { name, version: 1, templateId: template.id, config: FunctionConfig.parse({ ...((template.handlerConfig ?? {}) as FunctionConfigInput), ...config }), env: {} };
+  await engine.activate(deployment);
+  return deployment;
+}
+
+/** Global IPv4 addresses of the host itself (where a host service on 0.0.0.0 answers). */
+async function hostAddresses(exclude: RegExp): Promise<string[]> {
+  const { stdout } = await execa('ip', ['-4', '-o', 'addr', 'show']);
+  return stdout
+    .split('\n')
+    .map((l) => /^\d+:\s+(\S+)\s+inet\s+([\d.]+)\//.exec(l))
+    .filter((m): m is RegExpExecArray => !!m && !exclude.test(m[1]!) && !m[2]!.startsWith('127.'))
+    .map((m) => m[2]!);
+}
+
+async function writeBundle(home: string, name: string, source: string): Promise<string> {
+  const dir = path.join(home, 'bundles');
+  await fs.mkdir(dir, { recursive: true });
+  const file = path.join(dir, name);
+  await fs.writeFile(file, source);
+  return file;
+}
+
 const skipReason = await qemuAvailable();
 if (skipReason) console.log(`# SKIP qemu e2e: ${skipReason}`);
 
@@ -51,8 +184,12 @@ describe('QEMU microVM driver', { skip: skipReason ?? false, timeout: 8 * 60_000
   });
 
   after(async () => {
+    const slots = await ownedSlotNamespaces();
     await engine?.close();
-    const left = home ? await qemuLeftovers(home) : [];
+    const left = home ? [...(await qemuLeftovers(home)), ...(await leftovers(home))] : [];
+    // Owner files go with the slots, so check the namespaces seen before close by name.
+    const netns = String((await execa('ip', ['netns', 'list'], { reject: false })).stdout);
+    for (const name of slots) if (new RegExp(`^${name}\\b`, 'm').test(netns)) left.push(`netns ${name} (with its tap)`);
     if (timings.length) console.log(`# qemu timings:\n# ${timings.join('\n# ')}`);
     if (home) await fs.rm(home, { recursive: true, force: true });
     assert.deepEqual(left, [], 'QEMU processes, overlays or taps left behind');
@@ -136,5 +273,80 @@ describe('QEMU microVM driver', { skip: skipReason ?? false, timeout: 8 * 60_000
       const { outcome: next } = await engine.invoke(fn, get('http://localhost/fn/misbehave'), { invocationId: `after-${what}` });
       assert.deepEqual(bodyJson(next), { ok: true });
     }
+  });
+
+  test("network 'egress': every slot's guest has the same address and reaches the internet, never the host nor another slot", { timeout: 4 * 60_000 }, async () => {
+    const hostService = net.createServer((s) => {
+      s.on('error', () => {});
+      s.end('host');
+    });
+    await new Promise<void>((r) => hostService.listen(0, '0.0.0.0', r));
+    const port = (hostService.address() as net.AddressInfo).port;
+    const inet = await fakeInternet();
+    const stops = [await listenInNetns(inet.netns, port, 'internet')];
+    try {
+      const fn = await deployFile(engine, 'egress', await writeBundle(home, 'net-probe.mjs', NET_PROBE), { network: 'egress', timeoutMs: 20_000 });
+      const slots = await ownedSlotNamespaces();
+      assert.ok(slots.length >= 2, `expected the pre-created slots, got ${slots.join(',')}`);
+      // A service in every slot's namespace stands in for whatever another sandbox could expose.
+      const slotAddrs: string[] = [];
+      for (const ns of slots) {
+        const { stdout } = await execa('ip', ['-n', ns, '-4', '-o', 'addr', 'show', 'dev', 'eth0']);
+        const addr = /inet ([\d.]+)\//.exec(stdout)![1]!;
+        slotAddrs.push(addr);
+        stops.push(await listenInNetns(ns, port, `slot ${ns}`));
+        // The controls: each slot's service answers on its address and on the tap's gateway address.
+        for (const a of [addr, '169.254.100.1']) assert.match(await connectInNetns(ns, a, port), /^data:slot/, `control: ${a}:${port} in ${ns}`);
+      }
+      // Every host address (host services listen on 0.0.0.0), including each slot's host-side veth.
+      const hostAddrs = await hostAddresses(/^fnqi/);
+      assert.ok(hostAddrs.some((a) => a.startsWith('10.201.')), 'the slots host-side veth addresses are among the host addresses');
+      const forbidden = [...new Set(['169.254.100.1', ...hostAddrs, ...slotAddrs])];
+      assert.equal(await connectFromHost(inet.address, port), 'data:internet');
+      for (const a of hostAddrs) assert.equal(await connectFromHost(a, port), 'data:host', `control: ${a}:${port} from the host`);
+      const targets = [`${inet.address}:${port}`, ...forbidden.map((a) => `${a}:${port}`)];
+      // Two at once: two VMs restored from one snapshot, in two different slots.
+      const runs = await Promise.all([0, 1].map((i) => engine.invoke(fn, get(`http://localhost/fn/egress?targets=${targets.join(',')}`), { invocationId: `egress-${i}` })));
+      for (const { outcome } of runs) {
+        const seen = bodyJson(outcome);
+        assert.equal(seen.guestIp, '169.254.100.2', 'the same guest address in every slot');
+        assert.equal(seen.results[targets[0]!], 'data:internet', `internet unreachable: ${JSON.stringify(seen.results)}`);
+        for (const t of targets.slice(1)) assert.doesNotMatch(seen.results[t], /^data:/, `${t} reachable from the guest`);
+      }
+      // Sandboxes are torn down after the response: wait for the teardown, then look.
+      for (let i = 0; i < 300 && engine.stats().liveSandboxes > 0; i++) await new Promise((r) => setTimeout(r, 100));
+      assert.equal(engine.stats().liveSandboxes, 0, 'the egress VMs were not torn down');
+      const taps = await slotTaps();
+      assert.ok(taps.length >= 2 && taps.every((t) => t.tap === 'tap0'), JSON.stringify(taps));
+      assert.deepEqual(taps.filter((t) => t.attached), [], 'a destroyed VM still holds its tap');
+    } finally {
+      for (const stop of stops) await stop();
+      await inet.close();
+      hostService.close();
+    }
+    await engine.deactivate('egress');
+  });
+
+  test('memoryMb becomes the guest cgroup limit: over it that one invocation crashes, the next works', { timeout: 4 * 60_000 }, async () => {
+    const file = await writeBundle(home, 'memory.mjs', MEMORY_PROBE);
+    const fn = await deployFile(engine, 'memory', file);
+    assert.equal(fn.config.memoryMb, 96);
+    const under = bodyJson((await engine.invoke(fn, get('http://localhost/fn/memory?alloc=16'), { invocationId: 'mem-under' })).outcome);
+    assert.deepEqual(under, { cgroup: '0::/envd', memoryMax: String(96 * 1024 * 1024), allocatedMb: 16 });
+    const { outcome: over } = await engine.invoke(fn, get('http://localhost/fn/memory?alloc=128'), { invocationId: 'mem-over' });
+    assert.equal(!over.ok && over.error.code, 'sandbox_crashed', JSON.stringify(over));
+    assert.deepEqual(bodyJson((await engine.invoke(fn, get('http://localhost/fn/memory'), { invocationId: 'mem-next' })).outcome).allocatedMb, 0);
+    // The control: at or above the guest's RAM there is no cgroup limit, and
+    // the same 128 MiB fit, so the failure above was the limit's doing.
+    const big = await deployFile(engine, 'memory-big', file, { memoryMb: 1024 });
+    const capped = bodyJson((await engine.invoke(big, get('http://localhost/fn/memory-big?alloc=128'), { invocationId: 'mem-big' })).outcome);
+    assert.deepEqual(capped, { cgroup: '0::/envd', memoryMax: 'max', allocatedMb: 128 });
+    // The gVisor engine test's OOM case, unchanged (misbehave.mjs: memoryMb 128, grows without bound).
+    const oom = await deployFixture(engine, 'oom', 'misbehave.mjs', { timeoutMs: 20_000 });
+    const { outcome } = await engine.invoke(oom, get('http://localhost/fn/oom?do=oom'), { invocationId: 'oom-1' });
+    assert.equal(outcome.ok, false);
+    assert.ok(!outcome.ok && ['sandbox_crashed', 'handler_error'].includes(outcome.error.code), JSON.stringify(!outcome.ok && outcome.error));
+    const { outcome: next } = await engine.invoke(oom, get('http://localhost/fn/oom'), { invocationId: 'oom-2' });
+    assert.deepEqual(bodyJson(next), { ok: true });
   });
 });

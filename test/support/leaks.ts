@@ -34,3 +34,31 @@ export async function leftovers(home: string, ownerPid = process.pid): Promise<s
   for (const line of mounts.split('\n')) if (line.includes(home)) found.push(`mount ${line.slice(0, 120)}`);
   return found;
 }
+
+/** The network slots (netns names) a snapfn process claimed, from their owner files. */
+export async function ownedSlotNamespaces(ownerPid = process.pid): Promise<string[]> {
+  const owned: string[] = [];
+  for (const index of await fs.readdir('/run/snapfn/slots').catch(() => [] as string[])) {
+    const pid = await fs.readFile(`/run/snapfn/slots/${index}`, 'utf8').catch(() => '');
+    if (Number(pid) === ownerPid) owned.push(`snapfn-${index}`);
+  }
+  return owned;
+}
+
+/**
+ * Tap devices in the slots a process owns, and whether a VM still holds
+ * each one open (a tap without an attached process reports NO-CARRIER).
+ * A destroyed microVM must leave its slot's tap detached; a closed driver
+ * must leave none at all (they go with the namespaces).
+ */
+export async function slotTaps(ownerPid = process.pid): Promise<{ netns: string; tap: string; attached: boolean }[]> {
+  const taps: { netns: string; tap: string; attached: boolean }[] = [];
+  for (const netns of await ownedSlotNamespaces(ownerPid)) {
+    const r = await execa('ip', ['-n', netns, '-o', 'link', 'show', 'type', 'tun'], { reject: false });
+    for (const line of String(r.stdout).split('\n').filter(Boolean)) {
+      const name = /^\d+:\s+([^:@]+)/.exec(line)?.[1] ?? '?';
+      taps.push({ netns, tap: name, attached: !line.includes('NO-CARRIER') });
+    }
+  }
+  return taps;
+}

@@ -1,6 +1,7 @@
 import fs from 'node:fs/promises';
 import path from 'node:path';
 import { execa } from 'execa';
+import { addMicrovmTap, MICROVM_TAP } from './guest-tap.ts';
 import { ipBatch, listNetns } from './ip.ts';
 import { grantEgress, installIsolationRules, revokeEgress, VETH_PREFIX } from './isolation.ts';
 
@@ -23,6 +24,8 @@ export interface NetworkSlot {
   readonly hostIp: string;
   readonly guestIp: string;
   readonly subnet: string;
+  /** The microVM tap inside the namespace (pools created with `tap: true`; guest-tap.ts). */
+  readonly tap?: string;
   egress: boolean;
 }
 
@@ -68,14 +71,22 @@ export class NetworkSlotPool {
   #nextIndex = 0;
   #misses = 0;
   #closed = false;
+  readonly #tap: boolean;
 
-  private constructor() {}
+  private constructor(tap: boolean) {
+    this.#tap = tap;
+  }
 
-  static async create(options: { size: number }): Promise<NetworkSlotPool> {
+  /**
+   * `tap`: every slot also gets the microVM tap and its NAT (guest-tap.ts),
+   * created with the slot so a restore never waits for it, and gone with the
+   * namespace. gVisor pools leave it off and are unchanged.
+   */
+  static async create(options: { size: number; tap?: boolean }): Promise<NetworkSlotPool> {
     await installIsolationRules();
     await fs.mkdir(OWNER_DIR, { recursive: true });
     await reclaimStaleSlots();
-    const pool = new NetworkSlotPool();
+    const pool = new NetworkSlotPool(options.tap ?? false);
     for (let i = 0; i < options.size; i++) pool.#free.push(await pool.#createSlot());
     return pool;
   }
@@ -135,13 +146,14 @@ export class NetworkSlotPool {
       try {
         await ipBatch([`link add ${hostVeth} type veth peer name eth0 netns ${netns}`, `addr add ${hostIp}/30 dev ${hostVeth}`, `link set ${hostVeth} up`]);
         await ipBatch(['link set lo up', `addr add ${guestIp}/30 dev eth0`, 'link set eth0 up', `route add default via ${hostIp}`], netns);
+        if (this.#tap) await addMicrovmTap(netns, guestIp);
       } catch (err) {
         await execa('ip', ['netns', 'del', netns], { reject: false });
         await execa('ip', ['link', 'del', hostVeth], { reject: false });
         await fs.rm(path.join(OWNER_DIR, String(index)), { force: true });
         throw err;
       }
-      const slot: NetworkSlot = { index, netns, nsPath: `/var/run/netns/${netns}`, hostVeth, hostIp, guestIp, subnet, egress: false };
+      const slot: NetworkSlot = { index, netns, nsPath: `/var/run/netns/${netns}`, hostVeth, hostIp, guestIp, subnet, egress: false, ...(this.#tap ? { tap: MICROVM_TAP } : {}) };
       this.#all.set(index, slot);
       return slot;
     }
@@ -174,6 +186,9 @@ async function reclaimStaleSlots(): Promise<void> {
       const age = await fs.stat(`/var/run/netns/${name}`).then((st) => Date.now() - st.mtimeMs, () => Infinity);
       if (age < 30_000) continue;
     }
+    // A dead owner never revoked the egress it granted: left in place, the
+    // ACCEPT would hand egress to the next function that gets this index.
+    await revokeEgress(`${VETH_PREFIX}${index}`, slotAddresses(index).subnet);
     await deleteSlot(index);
   }
 }

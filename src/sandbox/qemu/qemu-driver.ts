@@ -3,15 +3,16 @@ import fs from 'node:fs/promises';
 import path from 'node:path';
 import { trace } from '@opentelemetry/api';
 import { execa } from 'execa';
-import { TemplateBuildError } from '../../errors.ts';
+import { InvalidInputError, TemplateBuildError } from '../../errors.ts';
 import type { ProgressFn, ResumeOptions, Sandbox, SandboxDriver, Template, TemplateSource } from '../driver.ts';
 import type { EnvdHello } from '../envd/envd-connection.ts';
+import { NetworkSlotPool, type NetworkSlot } from '../network/network-slot-pool.ts';
 import { ensureRootfs } from '../rootfs/base-rootfs.ts';
 import { TemplateStore } from '../template/template-store.ts';
 import { qemuAccel, type QemuAccel } from './accel.ts';
 import { bootWatchdog } from './boot-watchdog.ts';
 import { writeBundleDisk } from './bundle-disk.ts';
-import { connectEnvd } from './envd-port.ts';
+import { connectEnvd, type GuestLimits } from './envd-port.ts';
 import { ensureGuestImage, type GuestImage } from './guest-image.ts';
 import { QemuSandbox } from './qemu-sandbox.ts';
 import { QemuVm, type VmSpec } from './qemu-vm.ts';
@@ -26,20 +27,33 @@ export interface QemuDriverOptions {
   bootTimeoutMs?: number;
   /** Restore to envd hello. */
   resumeTimeoutMs?: number;
+  /**
+   * Network slots (namespace + veth + tap) created up front, for templates
+   * with network 'egress'; more are made on demand. Default 2.
+   */
+  networkSlots?: number;
 }
 
 /**
  * Guest RAM of every template. It is fixed by the snapshot (the RAM file is
- * the memory image), so a function's memoryMb cannot grow it at resume.
+ * the memory image), so a function's memoryMb cannot grow it at resume: a
+ * memoryMb below it becomes memory.max of the guest cgroup holding envd and
+ * the handler; at or above it, the guest's RAM is the limit (the documented
+ * cap, docs/qemu.md).
  */
-const GUEST_MEMORY_MB = 256;
+export const GUEST_MEMORY_MB = 256;
 
 /** Boots that do not reach userspace in BOOT_STALL_MS are killed and retried. */
 const BOOT_ATTEMPTS = 3;
 const BOOT_STALL_MS = 20_000;
 
 /** Files of a template directory. */
-const T = { bundle: 'bundle.img', disk: 'disk.qcow2', ram: 'ram', state: 'vmstate' } as const;
+const T = { bundle: 'bundle.img', disk: 'disk.qcow2', ram: 'ram', state: 'vmstate', meta: 'qemu.json' } as const;
+
+/** What a restore must reproduce from the build: a NIC or not (the snapshot has it, or not). */
+interface QemuTemplateMeta {
+  nic: boolean;
+}
 
 interface Started {
   sandbox: QemuSandbox;
@@ -55,8 +69,11 @@ export class QemuDriver implements SandboxDriver {
   readonly #live = new Set<QemuSandbox>();
   readonly #bootTimeoutMs: number;
   readonly #resumeTimeoutMs: number;
+  readonly #slots: NetworkSlotPool;
+  readonly #meta = new Map<string, Promise<QemuTemplateMeta>>();
 
-  private constructor(options: QemuDriverOptions) {
+  private constructor(options: QemuDriverOptions, slots: NetworkSlotPool) {
+    this.#slots = slots;
     this.#home = options.home;
     this.platform = options.accel ?? qemuAccel();
     this.#bootTimeoutMs = options.bootTimeoutMs ?? 60_000;
@@ -67,7 +84,8 @@ export class QemuDriver implements SandboxDriver {
   static async create(options: QemuDriverOptions): Promise<QemuDriver> {
     const r = await execa('qemu-system-x86_64', ['--version'], { reject: false, stdin: 'ignore' });
     if (r.exitCode !== 0) throw new Error('qemu-system-x86_64 is not installed (apt-get install qemu-system-x86 qemu-utils)');
-    const driver = new QemuDriver(options);
+    const slots = await NetworkSlotPool.create({ size: options.networkSlots ?? 2, tap: true });
+    const driver = new QemuDriver(options, slots);
     await fs.mkdir(driver.#sandboxRoot(), { recursive: true });
     // Sandboxes of a previous process are unusable (their QEMU died with it
     // or is orphaned): remove their overlays and sockets.
@@ -78,6 +96,10 @@ export class QemuDriver implements SandboxDriver {
 
   liveSandboxes(): number {
     return this.#live.size;
+  }
+
+  networkStats() {
+    return this.#slots.stats();
   }
 
   async #guest(source: Pick<TemplateSource, 'rootfs'>): Promise<GuestImage> {
@@ -98,15 +120,17 @@ export class QemuDriver implements SandboxDriver {
   }
 
   async buildTemplate(source: TemplateSource, onProgress: ProgressFn = () => {}): Promise<Template> {
-    if (source.network !== 'none') throw new TemplateBuildError(`network '${source.network}' is not supported by the qemu driver yet (only 'none')`);
     onProgress('rootfs');
     const guest = await this.#guest(source);
     const id = await this.templateIdOf(source);
     return this.#templates.getOrBuild(id, async (tmp) => {
       const started = performance.now();
       await writeBundleDisk(source.bundleFile, path.join(tmp, T.bundle));
+      // 'egress' boots with the NIC so that the snapshot has it configured.
+      const meta: QemuTemplateMeta = { nic: source.network === 'egress' };
+      await fs.writeFile(path.join(tmp, T.meta), JSON.stringify(meta));
       onProgress('boot', { templateId: id });
-      const boot = await this.#bootWithRetry(guest, tmp, id);
+      const boot = await this.#bootWithRetry(guest, tmp, id, source.network);
       const { sandbox, hello } = boot;
       try {
         if (hello.loadError) throw new TemplateBuildError(`${hello.loadError.code}: ${hello.loadError.message}`);
@@ -130,7 +154,7 @@ export class QemuDriver implements SandboxDriver {
    * TCG boots occasionally hang early (seen ~3 in 40 with `quiet`): a boot
    * that does not reach envd's hello in time is killed and tried once more.
    */
-  async #bootWithRetry(guest: GuestImage, templateDir: string, templateId: string): Promise<Started> {
+  async #bootWithRetry(guest: GuestImage, templateDir: string, templateId: string, network: TemplateSource['network']): Promise<Started> {
     let lastError: unknown;
     for (let attempt = 1; attempt <= BOOT_ATTEMPTS; attempt++) {
       await fs.rm(path.join(templateDir, T.disk), { force: true });
@@ -142,6 +166,7 @@ export class QemuDriver implements SandboxDriver {
           guest,
           timeoutMs: this.#bootTimeoutMs,
           boot: true,
+          network: network === 'egress' ? { egress: true } : undefined,
           spec: { disk: path.join(templateDir, T.disk), bundleDisk: path.join(templateDir, T.bundle), ram: { file: path.join(templateDir, T.ram), share: true } },
         });
       } catch (err) {
@@ -152,7 +177,11 @@ export class QemuDriver implements SandboxDriver {
     throw new TemplateBuildError(`the guest did not boot: ${(lastError as Error).message}`, { cause: lastError });
   }
 
-  async resume(template: Template, _options: ResumeOptions): Promise<Sandbox> {
+  async resume(template: Template, options: ResumeOptions): Promise<Sandbox> {
+    const meta = await this.#templateMeta(template);
+    if (options.network === 'egress' && !meta.nic) {
+      throw new InvalidInputError(`template ${template.id} was built with network 'none' (no NIC in its snapshot); network 'egress' needs a template built with 'egress'`);
+    }
     return tracer.startActiveSpan('restore', async (span) => {
       try {
         const guest = await this.#guest(template);
@@ -160,6 +189,10 @@ export class QemuDriver implements SandboxDriver {
           templateId: template.id,
           guest,
           timeoutMs: this.#resumeTimeoutMs,
+          // A NIC template keeps its NIC even for network 'none': the slot then
+          // simply has no egress grant, so the host drops all it sends.
+          network: meta.nic ? { egress: options.network === 'egress' } : undefined,
+          limits: guestLimits(options.memoryMb),
           // The per-sandbox overlay is created inside #start, backed by the template's disk.
           overlayOf: path.join(template.dir, T.disk),
           spec: {
@@ -176,18 +209,45 @@ export class QemuDriver implements SandboxDriver {
     });
   }
 
-  async coldBoot(source: TemplateSource, _options: ResumeOptions): Promise<Sandbox> {
+  async coldBoot(source: TemplateSource, options: ResumeOptions): Promise<Sandbox> {
     const guest = await this.#guest(source);
     const dir = path.join(this.#home, 'qemu', 'cold-bundles', crypto.createHash('sha256').update(await fs.readFile(source.bundleFile)).digest('hex').slice(0, 16));
     await fs.mkdir(dir, { recursive: true });
     const bundleDisk = path.join(dir, T.bundle);
     if (!(await fs.access(bundleDisk).then(() => true, () => false))) await writeBundleDisk(source.bundleFile, bundleDisk);
-    const { sandbox } = await this.#start({ templateId: 'cold', guest, timeoutMs: this.#bootTimeoutMs, boot: true, overlayOf: guest.rootfsImg, spec: { disk: '', bundleDisk } });
+    const { sandbox } = await this.#start({
+      templateId: 'cold',
+      guest,
+      timeoutMs: this.#bootTimeoutMs,
+      boot: true,
+      overlayOf: guest.rootfsImg,
+      network: source.network === 'egress' ? { egress: true } : undefined,
+      limits: guestLimits(options.memoryMb),
+      spec: { disk: '', bundleDisk },
+    });
     return sandbox;
   }
 
   async close(): Promise<void> {
     await Promise.all([...this.#live].map((s) => s.destroy()));
+    await this.#slots.close();
+  }
+
+  /** Cached: read on every restore otherwise. Templates from before NIC support have no file and no NIC. */
+  #templateMeta(template: Template): Promise<QemuTemplateMeta> {
+    let p = this.#meta.get(template.id);
+    if (!p) {
+      p = fs.readFile(path.join(template.dir, T.meta), 'utf8').then(
+        (raw) => ({ nic: (JSON.parse(raw) as Partial<QemuTemplateMeta>).nic === true }),
+        (err: NodeJS.ErrnoException) => {
+          if (err.code === 'ENOENT') return { nic: false };
+          throw err;
+        },
+      );
+      this.#meta.set(template.id, p);
+      p.catch(() => this.#meta.delete(template.id));
+    }
+    return p;
   }
 
   #sandboxRoot(): string {
@@ -202,13 +262,18 @@ export class QemuDriver implements SandboxDriver {
     /** A fresh boot (not a restore): arm the early-stall watchdog. */
     boot?: boolean;
     overlayOf?: string;
+    /** Absent: no NIC. Else a slot (with its tap) for the VM, egress granted or not. */
+    network?: { egress: boolean };
+    limits?: GuestLimits;
     spec: Pick<VmSpec, 'disk' | 'bundleDisk' | 'ram' | 'incomingState'>;
   }): Promise<Started> {
     const id = `sfq-${crypto.randomBytes(6).toString('hex')}`;
     const stateDir = path.join(this.#sandboxRoot(), id);
     await fs.mkdir(stateDir, { recursive: true });
     let vm: QemuVm | undefined;
+    let slot: NetworkSlot | undefined;
     try {
+      if (options.network) slot = await this.#slots.acquire({ egress: options.network.egress });
       let disk = options.spec.disk;
       if (options.overlayOf) {
         // Copy-on-write: this sandbox's writes land in its own qcow2 and die with it.
@@ -216,7 +281,7 @@ export class QemuDriver implements SandboxDriver {
         await qemuImgOverlay(options.overlayOf, options.overlayOf.endsWith('.qcow2') ? 'qcow2' : 'raw', disk);
       }
       vm = await tracer.startActiveSpan('qemu start', (span) =>
-        QemuVm.start({ ...options.spec, disk, accel: this.platform, guest: options.guest, stateDir, memoryMb: GUEST_MEMORY_MB }).finally(() => span.end()),
+        QemuVm.start({ ...options.spec, disk, accel: this.platform, guest: options.guest, stateDir, memoryMb: GUEST_MEMORY_MB, ...(slot ? { nic: { nsPath: slot.nsPath } } : {}) }).finally(() => span.end()),
       );
       const died = vm.exited.then((code): never => {
         throw new Error(`qemu exited with code ${code} before envd answered`);
@@ -226,20 +291,35 @@ export class QemuDriver implements SandboxDriver {
       const abort = watchdog ? Promise.race([died, watchdog.stalled]) : died;
       abort.catch(() => {});
       const { connection, hello } = await tracer
-        .startActiveSpan('envd connect', (span) => connectEnvd(vm!.envdSocket, options.timeoutMs, abort).finally(() => span.end()))
+        .startActiveSpan('envd connect', (span) => connectEnvd(vm!.envdSocket, options.timeoutMs, abort, options.limits).finally(() => span.end()))
         .finally(() => watchdog?.stop())
         .catch(async (err: Error) => {
           throw new Error(`${err.message}; console: ${await logTail(vm!.consoleLog)}`);
         });
-      const sandbox = new QemuSandbox({ id, templateId: options.templateId, vm, connection, stateDir, onDestroyed: (s) => this.#live.delete(s) });
+      const claimed = slot;
+      const sandbox = new QemuSandbox({
+        id,
+        templateId: options.templateId,
+        vm,
+        connection,
+        stateDir,
+        // After the kill: QEMU has closed the tap, the slot is free for the next VM.
+        releaseNetwork: claimed ? () => this.#slots.release(claimed) : undefined,
+        onDestroyed: (s) => this.#live.delete(s),
+      });
       this.#live.add(sandbox);
       return { sandbox, hello };
     } catch (err) {
       await vm?.kill();
+      if (slot) await this.#slots.release(slot);
       await fs.rm(stateDir, { recursive: true, force: true });
       throw err;
     }
   }
+}
+
+function guestLimits(memoryMb: number): GuestLimits {
+  return { memoryMb: memoryMb < GUEST_MEMORY_MB ? memoryMb : null };
 }
 
 async function qemuImgOverlay(backing: string, backingFormat: 'raw' | 'qcow2', overlay: string): Promise<void> {

@@ -15,6 +15,8 @@ export interface QemuSandboxParts {
   vm: QemuVm;
   connection: EnvdConnection;
   stateDir: string;
+  /** Returns the sandbox's network slot, if it has one. */
+  releaseNetwork?: (() => Promise<void>) | undefined;
   onDestroyed: (sandbox: QemuSandbox) => void;
 }
 
@@ -96,6 +98,7 @@ export class QemuSandbox implements Sandbox {
     this.#dead = true;
     this.#parts.connection.close();
     await this.#parts.vm.kill();
+    await this.#parts.releaseNetwork?.();
     await fs.rm(this.#parts.stateDir, { recursive: true, force: true });
     this.#parts.onDestroyed(this);
   }

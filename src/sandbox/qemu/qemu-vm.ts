@@ -2,6 +2,7 @@ import { readFileSync } from 'node:fs';
 import fs from 'node:fs/promises';
 import path from 'node:path';
 import { execa, type ResultPromise } from 'execa';
+import { MICROVM_GATEWAY_IP, MICROVM_GUEST_IP, MICROVM_GUEST_MAC, MICROVM_PREFIX, MICROVM_TAP } from '../network/guest-tap.ts';
 import type { QemuAccel } from './accel.ts';
 import type { GuestImage } from './guest-image.ts';
 import { QmpClient } from './qmp.ts';
@@ -32,6 +33,13 @@ export interface VmSpec {
   ram?: { file: string; share: boolean };
   /** Load this migration stream instead of booting. */
   incomingState?: string;
+  /**
+   * A virtio-net NIC on the slot's tap: QEMU runs inside the slot's network
+   * namespace, where the tap of that name exists (guest-tap.ts). The NIC,
+   * its MAC and the guest's address are part of the snapshot, so a template
+   * built with one must be restored with one, and vice versa.
+   */
+  nic?: { nsPath: string };
 }
 
 /** One QEMU process with its QMP connection. */
@@ -57,7 +65,9 @@ export class QemuVm {
     const consoleLog = path.join(spec.stateDir, 'console.log');
     const args = qemuArgs(spec, qmpSocket, consoleLog);
     await fs.writeFile(path.join(spec.stateDir, 'qemu.args'), args.join(' ') + '\n');
-    const child = execa('qemu-system-x86_64', args, {
+    // nsenter execs QEMU: the child's pid is QEMU's, so kill() reaches it.
+    const [cmd, cmdArgs]: [string, string[]] = spec.nic ? ['nsenter', [`--net=${spec.nic.nsPath}`, 'qemu-system-x86_64', ...args]] : ['qemu-system-x86_64', args];
+    const child = execa(cmd, cmdArgs, {
       stdin: 'ignore',
       stdout: { file: path.join(spec.stateDir, 'qemu.log') },
       stderr: { file: path.join(spec.stateDir, 'qemu.log') },
@@ -138,7 +148,7 @@ function qemuArgs(spec: VmSpec, qmpSocket: string, consoleLog: string): string[]
     '-m', mem,
     '-nodefaults', '-no-user-config', '-display', 'none', '-no-reboot',
     '-chardev', `file,id=con,path=${consoleLog}`, '-serial', 'chardev:con',
-    '-kernel', spec.guest.kernel, '-initrd', spec.guest.initrd, '-append', spec.accel === 'tcg' ? `${CMDLINE} ${tcgTscHint()}` : CMDLINE,
+    '-kernel', spec.guest.kernel, '-initrd', spec.guest.initrd, '-append', cmdline(spec),
     '-drive', `id=root,file=${spec.disk},format=qcow2,if=none,discard=unmap`, '-device', 'virtio-blk-device,drive=root',
     '-drive', `id=fn,file=${spec.bundleDisk},format=raw,if=none,readonly=on`, '-device', 'virtio-blk-device,drive=fn',
     // envd's channel. QEMU is the server; the host dials it after boot or
@@ -154,8 +164,24 @@ function qemuArgs(spec: VmSpec, qmpSocket: string, consoleLog: string): string[]
   } else {
     args.push('-M', 'microvm');
   }
+  if (spec.nic) {
+    args.push('-netdev', `tap,id=net0,ifname=${MICROVM_TAP},script=no,downscript=no`);
+    args.push('-device', `virtio-net-device,netdev=net0,mac=${MICROVM_GUEST_MAC}`);
+  }
   if (spec.incomingState) args.push('-incoming', 'defer');
   return args;
+}
+
+/**
+ * virtio_net is a module loaded by the initramfs, after the kernel's own
+ * `ip=` autoconfiguration has run, so runtime/guest/init reads the address
+ * from these parameters and configures eth0 itself.
+ */
+function cmdline(spec: VmSpec): string {
+  const parts = [CMDLINE];
+  if (spec.accel === 'tcg') parts.push(tcgTscHint());
+  if (spec.nic) parts.push(`snapfn.ip=${MICROVM_GUEST_IP}/${MICROVM_PREFIX}`, `snapfn.gw=${MICROVM_GATEWAY_IP}`);
+  return parts.join(' ');
 }
 
 /**

@@ -1,0 +1,147 @@
+// Other sandbox drivers side by side with the main run's (issue 7):
+// SNAPFN_BENCH_DRIVERS=gvisor,qemu names them; the main run already is the
+// gVisor column, so only the others are measured here. Engine level (no
+// gateway): the same bundle, a template build, a restore per request, and
+// keepWarm reuse, each driver in its own engine and home.
+import fs from 'node:fs/promises';
+import os from 'node:os';
+import path from 'node:path';
+import { fileURLToPath, pathToFileURL } from 'node:url';
+import { parseArgs } from 'node:util';
+import { bundleHandler } from '../src/deploy/bundle.ts';
+import { createEngine } from '../src/orchestrator/index.ts';
+import type { Deployment } from '../src/orchestrator/types.ts';
+import { FunctionConfig, type FunctionConfigInput } from '../src/schemas/function-config.ts';
+import type { WireRequest } from '../src/schemas/invocation.ts';
+import { driversTable } from './report.ts';
+import { progress, summarize, timed, type LatencySummary } from './stats.ts';
+
+export interface DriverBench {
+  platform: string;
+  /** The first build on a fresh home: includes the driver's one-off preparation (QEMU: the guest image). */
+  template_build_ms: number;
+  /** Another build of the same bundle with network 'egress' (QEMU: boots with the NIC), nothing left to prepare. */
+  template_build_egress_ms: number;
+  image_bytes: number;
+  /** The first request after the build: a restore, nothing cached yet. */
+  first_request_ms: number;
+  /** Restore + one invocation + destroy, per request. */
+  restore: LatencySummary;
+  /** Restore phase alone and handler phase alone, as the engine timed them (p50). */
+  restore_phase_p50_ms: number;
+  handler_phase_p50_ms: number;
+  /** Unpause + invocation + re-pause on one kept sandbox. */
+  keep_warm: LatencySummary;
+}
+
+/** Drivers this module can add a column for. */
+const EXTRA = ['qemu'] as const;
+type ExtraDriver = (typeof EXTRA)[number];
+
+/** The drivers SNAPFN_BENCH_DRIVERS asks for beyond the main run; empty when it is unset. */
+export function requestedDrivers(env: NodeJS.ProcessEnv = process.env): ExtraDriver[] {
+  const names = (env.SNAPFN_BENCH_DRIVERS ?? '').split(',').map((s) => s.trim()).filter(Boolean);
+  const unknown = names.filter((n) => n !== 'gvisor' && !(EXTRA as readonly string[]).includes(n));
+  if (unknown.length) throw new Error(`SNAPFN_BENCH_DRIVERS: unknown driver(s) ${unknown.join(', ')} (known: gvisor, ${EXTRA.join(', ')})`);
+  return EXTRA.filter((d) => names.includes(d));
+}
+
+// Checked when bench/run.ts imports this module, so a typo fails before the
+// main run's many minutes rather than at its end.
+requestedDrivers();
+
+const REQUEST: WireRequest = { method: 'GET', url: 'http://localhost/fn/bench', headers: [['accept', 'application/json']] };
+
+/**
+ * Returns undefined when no extra driver is requested, so the caller adds
+ * nothing to the result and the default run is unchanged.
+ */
+export async function benchDrivers(options: { quick: boolean; bundleFile: string; functionName: string; progress: (m: string) => void }): Promise<Record<string, DriverBench> | undefined> {
+  const drivers = requestedDrivers();
+  if (drivers.length === 0) return undefined;
+  const out: Record<string, DriverBench> = {};
+  for (const driver of drivers) out[driver] = await benchOne(driver, options);
+  return out;
+}
+
+async function benchOne(driver: ExtraDriver, o: { quick: boolean; bundleFile: string; functionName: string; progress: (m: string) => void }): Promise<DriverBench> {
+  // Fewer samples than the main run: under TCG a restore is ~1 s.
+  const n = o.quick ? 8 : 20;
+  const home = await fs.mkdtemp(path.join(os.tmpdir(), `snapfn-bench-${driver}-`));
+  const engine = await createEngine({ home, maxSandboxes: 2, poolSize: 0, driver });
+  try {
+    o.progress(`${driver}: template build (${engine.driverInfo().platform})`);
+    const [buildMs, template] = await timed(() => engine.buildTemplate({ functionName: o.functionName, bundleFile: o.bundleFile, network: 'none' }));
+    const [egressBuildMs] = await timed(() => engine.buildTemplate({ functionName: o.functionName, bundleFile: o.bundleFile, network: 'egress' }));
+    const deploy = async (name: string, config: FunctionConfigInput): Promise<Deployment> => {
+      const d: Deployment = { name, version: 1, templateId: template.id, config: FunctionConfig.parse({ ...((template.handlerConfig ?? {}) as FunctionConfigInput), ...config, poolSize: 0 }), env: {} };
+      await engine.activate(d);
+      return d;
+    };
+    const invoke = async (d: Deployment, i: number) => {
+      const r = await engine.invoke(d, REQUEST, { invocationId: `${driver}-${d.name}-${i}` });
+      if (!r.outcome.ok) throw new Error(`${driver} ${d.name}: ${r.outcome.error.code}: ${r.outcome.error.message}`);
+      return r.timings;
+    };
+
+    const fresh = await deploy('bench-restore', {});
+    const [firstMs] = await timed(() => invoke(fresh, -1));
+    o.progress(`${driver}: restore per request x${n}`);
+    const restore: number[] = [];
+    const phases: { restore: number[]; handler: number[] } = { restore: [], handler: [] };
+    for (let i = 0; i < n; i++) {
+      const [ms, t] = await timed(() => invoke(fresh, i));
+      restore.push(ms);
+      phases.restore.push(t.restoreMs);
+      phases.handler.push(t.handlerMs);
+    }
+    await engine.deactivate('bench-restore');
+
+    o.progress(`${driver}: keepWarm reuse x${n}`);
+    const warm = await deploy('bench-warm', { keepWarm: true });
+    await invoke(warm, -1);
+    const keepWarm: number[] = [];
+    for (let i = 0; i < n; i++) {
+      // The re-pause happens after the response: let it land, as the main run does.
+      await new Promise((r) => setTimeout(r, 100));
+      const [ms, t] = await timed(() => invoke(warm, i));
+      if (t.source !== 'keep-warm') throw new Error(`${driver} keepWarm: expected a kept sandbox, got ${t.source}`);
+      keepWarm.push(ms);
+    }
+    await engine.deactivate('bench-warm');
+
+    return {
+      platform: engine.driverInfo().platform,
+      template_build_ms: Math.round(buildMs),
+      template_build_egress_ms: Math.round(egressBuildMs),
+      image_bytes: template.imageBytes,
+      first_request_ms: Math.round(firstMs),
+      restore: summarize(restore),
+      restore_phase_p50_ms: summarize(phases.restore).p50_ms,
+      handler_phase_p50_ms: summarize(phases.handler).p50_ms,
+      keep_warm: summarize(keepWarm),
+    };
+  } finally {
+    await engine.close();
+    await fs.rm(home, { recursive: true, force: true });
+  }
+}
+
+// Standalone, without the main run (its gVisor scenarios take many minutes):
+//   SNAPFN_BENCH_DRIVERS=qemu npx tsx bench/drivers.ts [--quick] [--function hello]
+if (process.argv[1] && import.meta.url === pathToFileURL(process.argv[1]).href) {
+  const { values } = parseArgs({ options: { quick: { type: 'boolean' }, function: { type: 'string' } } });
+  const name = values.function ?? 'hello';
+  const dir = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..', 'functions', name);
+  const tmp = await fs.mkdtemp(path.join(os.tmpdir(), 'snapfn-bench-bundle-'));
+  try {
+    const bundleFile = path.join(tmp, 'handler.mjs');
+    await bundleHandler(dir, 'index.ts', bundleFile, { maxBytes: 50 * 1024 * 1024 });
+    const drivers = await benchDrivers({ quick: !!values.quick, bundleFile, functionName: name, progress });
+    if (!drivers) throw new Error('set SNAPFN_BENCH_DRIVERS (e.g. qemu)');
+    process.stderr.write(driversTable(drivers).join('\n') + '\n');
+    process.stdout.write(JSON.stringify({ function: name, drivers }) + '\n');
+  } finally {
+    await fs.rm(tmp, { recursive: true, force: true });
+  }
+}
