@@ -89,7 +89,8 @@ describe('core engine (gVisor)', () => {
     await new Promise<void>((r) => server.listen(0, '0.0.0.0', r));
     const port = (server.address() as net.AddressInfo).port;
     try {
-      const fn = await deployFixture(engine, 'probe', 'probe.mjs');
+      // A network slot only comes with 'egress'; its isolation is the part to prove.
+      const fn = await deployFixture(engine, 'probe', 'probe.mjs', { network: 'egress' });
       const first = bodyJson((await engine.invoke(fn, get(`http://localhost/fn/probe?file=${encodeURIComponent(README)}&port=${port}`), { invocationId: 'probe-1' })).outcome);
       assert.equal(first.file, 'ENOENT', 'the project README is not visible inside the sandbox');
       assert.match(first.guestIp, /^10\.201\./);
@@ -102,11 +103,18 @@ describe('core engine (gVisor)', () => {
       await once(control, 'connect');
       control.destroy();
       // Another sandbox's address (a pooled one of a different slot) is dropped too.
-      const pooled = await deployFixture(engine, 'probe-pooled', 'probe.mjs', { keepWarm: true });
+      const pooled = await deployFixture(engine, 'probe-pooled', 'probe.mjs', { keepWarm: true, network: 'egress' });
       const other = bodyJson((await engine.invoke(pooled, get(`http://localhost/fn/probe?file=/etc/passwd&port=${port}&other=${first.guestIp}`), { invocationId: 'probe-2' })).outcome);
       assert.notEqual(other.other, 'connected');
       assert.match(other.file, /^root:/, 'the sandbox sees its own root filesystem');
       await engine.deactivate('probe-pooled');
+      // Without network (the default) there is no interface at all, only loopback.
+      const none = await deployFixture(engine, 'probe-none', 'probe.mjs');
+      const isolated = bodyJson((await engine.invoke(none, get(`http://localhost/fn/probe?file=/etc/passwd&port=${port}&other=${hostSide}`), { invocationId: 'probe-3' })).outcome);
+      assert.equal(isolated.guestIp, null, 'no eth0 without network');
+      assert.notEqual(isolated.loopback, 'connected', 'host loopback reachable');
+      assert.notEqual(isolated.other, 'connected', 'the host reachable from a sandbox without network');
+      assert.match(isolated.file, /^root:/);
     } finally {
       server.close();
     }

@@ -41,7 +41,8 @@ export class GvisorDriver implements SandboxDriver {
   readonly name = 'gvisor';
   readonly platform = 'ptrace';
   // 2: sandboxes are started by the RunscLauncher, whose stdio a snapshot records.
-  readonly version = 'gvisor-2';
+  // 3: `network: 'none'` runs with runsc --network=none (no slot).
+  readonly version = 'gvisor-3';
   readonly #home: string;
   readonly #runsc: Runsc;
   readonly #templates: TemplateStore;
@@ -160,7 +161,12 @@ export class GvisorDriver implements SandboxDriver {
     const stateDir = path.join(this.#home, 'gvisor', 'sandboxes', id);
     const socketDir = path.join(stateDir, 'sock');
     await fs.mkdir(socketDir, { recursive: true });
-    const [rootfs, slot] = await Promise.all([ensureRootfs(this.#home, options.rootfs), this.#slots.acquire({ egress: options.network === 'egress' })]);
+    // A function without network needs no slot: runsc gives it an empty
+    // namespace with loopback only, and there is no veth to reset afterwards.
+    const [rootfs, slot] = await Promise.all([
+      ensureRootfs(this.#home, options.rootfs),
+      options.network === 'none' ? undefined : this.#slots.acquire({ egress: options.network === 'egress' }),
+    ]);
     let listener: EnvdListener | undefined;
     let spawned: LaunchedProcess | undefined;
     try {
@@ -168,7 +174,7 @@ export class GvisorDriver implements SandboxDriver {
         rootfsDir: rootfs.dir,
         socketDir,
         bundleDir: options.bundleDir,
-        netnsPath: slot.nsPath,
+        ...(slot ? { netnsPath: slot.nsPath } : {}),
         memoryMb: options.memoryMb,
         pidsLimit: PIDS_LIMIT,
         hostname: 'snapfn',
@@ -177,7 +183,7 @@ export class GvisorDriver implements SandboxDriver {
       await fs.writeFile(path.join(stateDir, 'config.json'), JSON.stringify(spec));
       listener = await EnvdListener.listen(path.join(socketDir, 'envd.sock'));
       const args = kind === 'run' ? ['run', `--bundle=${stateDir}`, id] : ['restore', `--bundle=${stateDir}`, `--image-path=${options.imageDir}`, id];
-      spawned = await this.#runsc.spawn(args, path.join(stateDir, 'runsc.log'));
+      spawned = await this.#runsc.spawn(args, path.join(stateDir, 'runsc.log'), slot ? 'sandbox' : 'none');
       const died = spawned.exited.then(async (code): Promise<never> => {
         throw new Error(`runsc ${kind} exited with code ${code} before envd connected: ${await logTail(path.join(stateDir, 'runsc.log'))}`);
       });
@@ -212,7 +218,7 @@ export class GvisorDriver implements SandboxDriver {
         await spawned.exited;
       }
       await fs.rm(stateDir, { recursive: true, force: true });
-      await this.#slots.release(slot);
+      if (slot) await this.#slots.release(slot);
       throw err;
     }
   }

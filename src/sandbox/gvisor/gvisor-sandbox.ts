@@ -20,7 +20,8 @@ export interface GvisorSandboxParts {
   connection: EnvdConnection;
   exited: Promise<number>;
   killProcess: () => void;
-  slot: NetworkSlot;
+  /** Absent for `network: 'none'`. */
+  slot: NetworkSlot | undefined;
   slots: NetworkSlotPool;
   stateDir: string;
   onDestroyed: (sandbox: GvisorSandbox) => void;
@@ -120,7 +121,7 @@ export class GvisorSandbox implements Sandbox {
     await exited;
     if (!gone || (await runsc.hasState(this.id))) await runsc.forceDelete(this.id);
     await fs.rm(stateDir, { recursive: true, force: true });
-    await slots.release(slot);
+    if (slot) await slots.release(slot);
     this.#parts.onDestroyed(this);
   }
 }

@@ -6,7 +6,8 @@ export interface SandboxSpecInput {
   socketDir: string;
   /** Host directory holding handler.mjs, mounted read-only at /fn. */
   bundleDir: string;
-  netnsPath: string;
+  /** The network slot's namespace; absent for `network: 'none'` (runsc then makes an empty one). */
+  netnsPath?: string;
   memoryMb: number;
   pidsLimit: number;
   hostname: string;
@@ -44,7 +45,7 @@ export function sandboxSpec(input: SandboxSpecInput): Record<string, unknown> {
       { destination: GUEST_PATHS.bundleDir, type: 'bind', source: input.bundleDir, options: ['rbind', 'ro'] },
     ],
     linux: {
-      namespaces: [{ type: 'pid' }, { type: 'ipc' }, { type: 'uts' }, { type: 'mount' }, { type: 'network', path: input.netnsPath }],
+      namespaces: [{ type: 'pid' }, { type: 'ipc' }, { type: 'uts' }, { type: 'mount' }, input.netnsPath ? { type: 'network', path: input.netnsPath } : { type: 'network' }],
       resources: {
         memory: { limit: input.memoryMb * 1024 * 1024 },
         pids: { limit: input.pidsLimit },

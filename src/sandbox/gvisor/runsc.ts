@@ -4,6 +4,12 @@ import { execa } from 'execa';
 import { LauncherError, RunscLauncher, type LaunchedProcess } from './runsc-launcher.ts';
 
 /**
+ * `sandbox`: gVisor's netstack on the network slot's veth. `none`: loopback
+ * only, in an empty namespace runsc creates (no slot, nothing to reset).
+ */
+export type RunscNetwork = 'sandbox' | 'none';
+
+/**
  * Thin wrapper over the `runsc` CLI. Every call uses snapfn's own `--root`
  * state directory, so it never sees or touches other runsc users' containers.
  */
@@ -17,7 +23,6 @@ export class Runsc {
     this.stateRoot = options.stateRoot;
     this.#flags = [
       `--root=${options.stateRoot}`,
-      '--network=sandbox',
       // envd dials a host Unix socket that is bind-mounted into the sandbox.
       '--host-uds=open',
       // Copy-on-write root: writes stay in this sandbox's memory, the
@@ -34,10 +39,10 @@ export class Runsc {
    * reparented to PID 1 and `delete` waits ~1.7 s for it). It is started by
    * the RunscLauncher, never forked from snapfn itself.
    */
-  async spawn(args: string[], logFile: string): Promise<LaunchedProcess> {
+  async spawn(args: string[], logFile: string, network: RunscNetwork): Promise<LaunchedProcess> {
     if (this.#closed) throw new LauncherError('runsc is closed');
     const launcher = await this.#liveLauncher();
-    return launcher.launch('runsc', [...this.#flags, ...args], logFile);
+    return launcher.launch('runsc', [...this.#flags, `--network=${network}`, ...args], logFile);
   }
 
   /** Started on first use, and again if it died (a failed start is retried on the next call). */
