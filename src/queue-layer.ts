@@ -73,11 +73,13 @@ export function openQueueLayer(options: QueueLayerOptions): QueueLayer {
     ...(options.shared ? { registry: new DeploymentRegistry(queue.redis) } : {}),
   });
   const results = options.shared ? readResults(redisUrl, queueLog, log) : undefined;
+  options.metrics?.attachQueue(() => functions.depth());
   let closing: Promise<void> | undefined;
   return {
     functions,
     close: () =>
       (closing ??= (async () => {
+        options.metrics?.attachQueue(undefined);
         await results?.close();
         await functions.close();
       })()),

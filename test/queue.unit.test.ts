@@ -2,7 +2,7 @@
 import assert from 'node:assert/strict';
 import { describe, test } from 'node:test';
 import { retryAfterSeconds } from '../src/queue/backlog-estimate.ts';
-import { distribute } from '../src/queue/concurrency-governor.ts';
+import { ConcurrencyGovernor, distribute } from '../src/queue/concurrency-governor.ts';
 import { parseFailedReason } from '../src/queue/errors.ts';
 import { functionOfScheduledRun, idempotentInvocationId, isUsableJobId } from '../src/queue/invocation-ids.ts';
 import { invocationStatus, type JobSnapshot } from '../src/queue/invocation-status.ts';
@@ -53,6 +53,60 @@ describe('concurrency split', () => {
       { name: 'idle', inFlight: 0, lastJobAt: 0 },
     ];
     assert.deepEqual(Object.fromEntries(distribute(0, loads, now, 2000)), { a: 0, idle: 0 });
+  });
+});
+
+describe('concurrency governor', () => {
+  test('a queue may start one job per busy keepWarm sandbox of its function, even when the node is full', () => {
+    const applied = new Map<string, number>();
+    const stats = { liveSandboxes: 3, maxSandboxes: 3, busySandboxes: 3, pooled: {}, poolHits: 0, poolMisses: 0, restores: 3, keepWarmReuses: 0, handoffs: 0, templateBuilds: 0 };
+    const governor = new ConcurrencyGovernor({
+      engine: { freeCapacity: () => 0, stats: () => stats, reusableFor: (name) => (name === 'warm' ? 2 : 0) },
+      reserve: 1,
+      apply: (name, concurrency) => applied.set(name, concurrency),
+    });
+    try {
+      governor.register('warm');
+      governor.register('cold');
+      // Node full, no queue job in the engine: no share of places for anyone,
+      // but the two busy sandboxes of `warm` will be handed on to waiting jobs.
+      assert.deepEqual(Object.fromEntries(applied), { warm: 2, cold: 0 });
+      governor.jobStarted('warm');
+      governor.enterEngine();
+      assert.equal(applied.get('warm'), 2);
+    } finally {
+      governor.close();
+    }
+  });
+});
+
+describe('concurrency governor budget', () => {
+  const stats = (max: number) => ({ liveSandboxes: 0, maxSandboxes: max, busySandboxes: 0, pooled: {}, poolHits: 0, poolMisses: 0, restores: 0, keepWarmReuses: 0, handoffs: 0, templateBuilds: 0 });
+  const governor = (max: number, free: number, reserve: number, inFlight?: number) =>
+    new ConcurrencyGovernor({ engine: { freeCapacity: () => free, stats: () => stats(max), ...(inFlight !== undefined ? { inFlight: () => inFlight } : {}) }, reserve, apply: () => {} });
+  test('the direct reserve counts what direct invocations already hold', () => {
+    // 10 places: 9 direct invocations restoring, 1 warm sandbox idle.
+    const g = governor(10, 1, 1, 9);
+    const unknown = governor(10, 1, 1);
+    try {
+      assert.equal(g.budget(), 1, 'the queue may use the idle one: the direct path holds 9 >= its reserve of 1');
+      assert.equal(unknown.budget(), 0, 'an engine that does not report its invocations keeps the whole reserve');
+    } finally {
+      g.close();
+      unknown.close();
+    }
+  });
+  test('with nothing held by the direct path, one place stays for it', () => {
+    const idle = governor(10, 10, 1, 0);
+    const full = governor(10, 1, 1, 9);
+    try {
+      assert.equal(idle.budget(), 9);
+      for (let i = 0; i < 9; i++) full.enterEngine();
+      assert.equal(full.budget(), 9, '9 queue jobs in the engine and one place left: that one is the reserve');
+    } finally {
+      idle.close();
+      full.close();
+    }
   });
 });
 

@@ -43,7 +43,7 @@ export function createGateway(deps: GatewayDeps): Hono<GatewayEnv> {
   const { metrics } = deps;
   if (metrics) {
     app.use('/metrics', requireOperator(deps.config.apiKey));
-    app.get('/metrics', (c) => c.text(metrics.render(), 200, { 'content-type': 'text/plain; version=0.0.4; charset=utf-8' }));
+    app.get('/metrics', async (c) => c.text(await metrics.render(), 200, { 'content-type': 'text/plain; version=0.0.4; charset=utf-8' }));
   }
 
   app.use('/v1/*', requireOperator(deps.config.apiKey));

@@ -1,8 +1,10 @@
-import { context, trace, type Span } from '@opentelemetry/api';
+import { trace, type Span } from '@opentelemetry/api';
 import { NotFoundError, SnapfnError } from '../errors.ts';
 import type { InvocationOutcome, WireRequest } from '../schemas/invocation.ts';
 import type { ProgressFn, Sandbox, SandboxDriver, Template, TemplateSource } from '../sandbox/driver.ts';
-import { SandboxCapacity } from './capacity.ts';
+import { SandboxCapacity, type Grant } from './capacity.ts';
+import { Teardowns } from './teardowns.ts';
+import { activeFunction, isSound, type ActiveFunction } from './active-function.ts';
 import type { Deployment, InvocationEngine, InvokeResult, OrchestratorStats, PhaseTimings } from './types.ts';
 
 const tracer = trace.getTracer('snapfn');
@@ -15,47 +17,46 @@ export interface OrchestratorOptions<D extends SandboxDriver = SandboxDriver> {
   poolSize: number;
   /** How long an invocation may wait for a free sandbox before a 429. */
   maxWaitMs?: number;
-  /** Paused keepWarm sandboxes kept per function. */
+  /** Paused keepWarm sandboxes kept per function once it has been quiet for idleTrimMs. */
   maxIdlePerFunction?: number;
-}
-
-/** The serving state of one active function on this node. */
-interface ActiveFunction {
-  deployment: Deployment;
-  template: Template;
-  /** Pre-restored, never-used sandboxes. */
-  pool: Sandbox[];
-  /** Paused keepWarm sandboxes, used before. */
-  idle: Sandbox[];
-  filling: number;
-  fillFailures: number;
+  /** How long a burst's extra paused sandboxes outlive it (default 2 s). */
+  idleTrimMs?: number;
 }
 
 /**
  * Turns invocations into sandboxes: a pool hit, a keepWarm reuse, or a
  * restore from the template, under a node-wide cap; afterwards the sandbox
- * is discarded (per-request isolation) or paused for reuse.
+ * is discarded (per-request isolation) or, for keepWarm, handed to the next
+ * waiter of its function or paused for reuse (docs/engine.md, "keepWarm
+ * under load").
  */
 export class Orchestrator<D extends SandboxDriver = SandboxDriver> implements InvocationEngine {
   readonly #driver: D;
-  readonly #capacity: SandboxCapacity;
+  readonly #capacity: SandboxCapacity<Sandbox>;
   readonly #defaultPoolSize: number;
   readonly #maxWaitMs: number;
   readonly #maxIdle: number;
+  readonly #idleTrimMs: number;
   readonly #functions = new Map<string, ActiveFunction>();
-  readonly #teardowns = new Set<Promise<void>>();
+  readonly #teardowns: Teardowns;
   #busy = 0;
+  #inFlight = 0;
   #poolHits = 0;
   #poolMisses = 0;
+  #restores = 0;
+  #keepWarmReuses = 0;
+  #handoffs = 0;
   #templateBuilds = 0;
   #closed = false;
 
   constructor(options: OrchestratorOptions<D>) {
     this.#driver = options.driver;
-    this.#capacity = new SandboxCapacity(options.maxSandboxes);
+    this.#capacity = new SandboxCapacity<Sandbox>(options.maxSandboxes);
+    this.#teardowns = new Teardowns(this.#capacity, () => this.#refill());
     this.#defaultPoolSize = options.poolSize;
     this.#maxWaitMs = options.maxWaitMs ?? 30_000;
     this.#maxIdle = options.maxIdlePerFunction ?? 2;
+    this.#idleTrimMs = options.idleTrimMs ?? 2000;
   }
 
   get driver(): D {
@@ -82,7 +83,7 @@ export class Orchestrator<D extends SandboxDriver = SandboxDriver> implements In
       previous.deployment = deployment;
     } else {
       if (previous) this.#drain(previous);
-      this.#functions.set(deployment.name, { deployment, template, pool: [], idle: [], filling: 0, fillFailures: 0 });
+      this.#functions.set(deployment.name, activeFunction(deployment, template));
     }
     this.#refill();
   }
@@ -100,6 +101,15 @@ export class Orchestrator<D extends SandboxDriver = SandboxDriver> implements In
     return this.#capacity.free + idle;
   }
 
+  inFlight(): number {
+    return this.#inFlight;
+  }
+
+  reusableFor(name: string): number {
+    const fn = this.#functions.get(name);
+    return fn?.deployment.config.keepWarm ? fn.busy : 0;
+  }
+
   stats(): OrchestratorStats {
     const pooled: Record<string, number> = {};
     for (const [name, fn] of this.#functions) pooled[name] = fn.pool.length;
@@ -110,6 +120,9 @@ export class Orchestrator<D extends SandboxDriver = SandboxDriver> implements In
       pooled,
       poolHits: this.#poolHits,
       poolMisses: this.#poolMisses,
+      restores: this.#restores,
+      keepWarmReuses: this.#keepWarmReuses,
+      handoffs: this.#handoffs,
       templateBuilds: this.#templateBuilds,
     };
   }
@@ -131,24 +144,31 @@ export class Orchestrator<D extends SandboxDriver = SandboxDriver> implements In
       fn = this.#functions.get(deployment.name)!;
     }
     return tracer.startActiveSpan('invoke', { attributes: { 'fn.name': deployment.name, 'invocation.id': options.invocationId } }, async (span) => {
+      this.#inFlight++;
       try {
         const acquired = await this.#acquire(fn!, span);
         if ('failure' in acquired) return { outcome: acquired.failure, timings: acquired.timings };
         const { sandbox, timings } = acquired;
         this.#busy++;
+        fn!.busy++;
+        fn!.lastActive = performance.now();
         const started = performance.now();
         let outcome: InvocationOutcome;
         try {
           outcome = await sandbox.invoke(request, { timeoutMs: deployment.config.timeoutMs, env: deployment.env, invocationId: options.invocationId });
         } finally {
           this.#busy--;
+          fn!.busy--;
+          fn!.lastActive = performance.now();
         }
         timings.handlerMs = performance.now() - started;
+        const sound = isSound(sandbox, outcome);
         // Teardown (runsc kill/pause) and the pool refill after it are CPU
         // work: let the caller send its response first.
-        setImmediate(() => this.#release(fn!, sandbox));
+        this.#teardowns.track(new Promise<void>((done) => setImmediate(() => (this.#release(fn!, sandbox, sound), done()))));
         return { outcome, timings };
       } finally {
+        this.#inFlight--;
         span.end();
       }
     });
@@ -160,32 +180,35 @@ export class Orchestrator<D extends SandboxDriver = SandboxDriver> implements In
     this.#capacity.rejectAll(new SnapfnError('shutting_down', 503, 'this node is shutting down'));
     for (const fn of this.#functions.values()) this.#drain(fn);
     this.#functions.clear();
-    await Promise.allSettled([...this.#teardowns]);
+    await this.#teardowns.settle();
     await this.#driver.close();
   }
 
   async #acquire(fn: ActiveFunction, span: Span): Promise<{ sandbox: Sandbox; timings: PhaseTimings } | { failure: InvocationOutcome; timings: PhaseTimings }> {
     const timings: PhaseTimings = { acquireMs: 0, restoreMs: 0, handlerMs: 0, source: 'restore' };
+    const name = fn.deployment.name;
     const started = performance.now();
+    const reused = (sandbox: Sandbox) => {
+      this.#keepWarmReuses++;
+      timings.source = 'keep-warm';
+      timings.acquireMs = performance.now() - started;
+      span.setAttribute('sandbox.source', timings.source);
+      return { sandbox, timings };
+    };
     while (fn.idle.length > 0) {
       const sandbox = fn.idle.pop()!;
       try {
         await sandbox.unpause();
-        if (!sandbox.dead) {
-          timings.source = 'keep-warm';
-          timings.acquireMs = performance.now() - started;
-          span.setAttribute('sandbox.source', timings.source);
-          return { sandbox, timings };
-        }
+        if (!sandbox.dead) return reused(sandbox);
       } catch {
         // fall through: discard it and try the next way
       }
-      this.#discard(sandbox);
+      this.#teardowns.destroy(name, sandbox);
     }
     while (fn.pool.length > 0) {
       const sandbox = fn.pool.shift()!;
       if (sandbox.dead) {
-        this.#discard(sandbox);
+        this.#teardowns.destroy(name, sandbox);
         continue;
       }
       this.#poolHits++;
@@ -197,13 +220,30 @@ export class Orchestrator<D extends SandboxDriver = SandboxDriver> implements In
       return { sandbox, timings };
     }
     this.#poolMisses++;
-    await tracer.startActiveSpan('queue wait', async (wait) => {
+    // Everything up to the first await is synchronous: the place is taken
+    // (or the waiter queued) before the caller yields, see freeCapacity().
+    const grant = await tracer.startActiveSpan('queue wait', async (wait): Promise<Grant<Sandbox>> => {
       try {
-        if (!this.#capacity.tryReserve() && !this.#evictIdle(fn)) await this.#capacity.reserve(this.#maxWaitMs);
+        if (this.#capacity.tryReserve(name)) return { kind: 'place' };
+        if (await this.#evictIdle(fn)) return { kind: 'place' };
+        return await this.#capacity.reserve(name, fn.template.id, this.#maxWaitMs);
       } finally {
         wait.end();
       }
     });
+    if (grant.kind === 'sandbox') {
+      // Handed on by the invocation before us: its place comes with it.
+      const { sandbox } = grant;
+      this.#handoffs++;
+      try {
+        if (grant.paused) await sandbox.unpause();
+        if (!sandbox.dead) return reused(sandbox);
+      } catch {
+        // dead after all: restore into its place once it is gone
+      }
+      this.#handoffs--;
+      await this.#teardowns.destroyForPlace(name, sandbox);
+    }
     timings.acquireMs = performance.now() - started;
     const restoreStarted = performance.now();
     span.setAttribute('sandbox.source', 'restore');
@@ -212,10 +252,10 @@ export class Orchestrator<D extends SandboxDriver = SandboxDriver> implements In
       timings.restoreMs = performance.now() - restoreStarted;
       return { sandbox, timings };
     } catch (err) {
-      this.#capacity.release();
+      this.#capacity.release(name);
       timings.restoreMs = performance.now() - restoreStarted;
       return {
-        failure: { ok: false, error: { code: 'restore_failed', message: `could not restore a sandbox for ${fn.deployment.name} (tried twice): ${(err as Error).message}` }, logs: [], logsTruncated: false },
+        failure: { ok: false, error: { code: 'restore_failed', message: `could not restore a sandbox for ${name} (tried twice): ${(err as Error).message}` }, logs: [], logsTruncated: false },
         timings,
       };
     }
@@ -223,6 +263,7 @@ export class Orchestrator<D extends SandboxDriver = SandboxDriver> implements In
 
   /** Restore with one retry: a restore can fail transiently under load. */
   async #restore(fn: ActiveFunction): Promise<Sandbox> {
+    this.#restores++;
     const options = { memoryMb: fn.deployment.config.memoryMb, network: fn.deployment.config.network };
     try {
       return await this.#driver.resume(fn.template, options);
@@ -231,55 +272,78 @@ export class Orchestrator<D extends SandboxDriver = SandboxDriver> implements In
     }
   }
 
-  #release(fn: ActiveFunction, sandbox: Sandbox): void {
-    const current = this.#functions.get(fn.deployment.name);
-    // Not while others wait for a place: an idle sandbox keeps its place, and
-    // a waiter is only woken by a place being released, so it would starve
-    // (queued jobs that over-committed the node did, for their full maxWaitMs).
-    const reusable = fn.deployment.config.keepWarm && !sandbox.dead && current === fn && fn.idle.length < this.#maxIdle && !this.#closed && this.#capacity.waiting === 0;
-    if (!reusable) {
-      this.#discard(sandbox);
+  /**
+   * After an invocation. Only a sound sandbox of a keepWarm function that
+   * still serves is reused: straight to a waiter of its template, else paused
+   * and kept — unless another function waits for its place (see
+   * SandboxCapacity.offer for who wins).
+   */
+  #release(fn: ActiveFunction, sandbox: Sandbox, sound: boolean): void {
+    if (!sound || sandbox.dead || !fn.deployment.config.keepWarm || !this.#serves(fn)) {
+      this.#teardowns.destroy(fn.deployment.name, sandbox);
       return;
     }
-    this.#track(
-      tracer.startActiveSpan('teardown', { attributes: { 'teardown.kind': 'pause' } }, async (span) => {
-        try {
-          await sandbox.pause();
-          if (this.#functions.get(fn.deployment.name) === fn && !this.#closed && this.#capacity.waiting === 0) fn.idle.push(sandbox);
-          else this.#discard(sandbox);
-        } catch {
-          this.#discard(sandbox);
-        } finally {
-          span.end();
-        }
-      }),
-    );
+    this.#offer(fn, sandbox, false);
   }
 
-  /** Destroys in the background; its capacity place is freed when it is gone. */
-  #discard(sandbox: Sandbox, options: { keepPlace?: boolean } = {}): void {
-    this.#track(
-      tracer.startActiveSpan('teardown', { attributes: { 'teardown.kind': 'destroy' } }, context.active(), async (span) => {
-        try {
-          await sandbox.destroy();
-        } finally {
-          span.end();
-          if (!options.keepPlace) {
-            this.#capacity.release();
-            this.#refill();
-          }
-        }
-      }),
-    );
+  #offer(fn: ActiveFunction, sandbox: Sandbox, paused: boolean): void {
+    const name = fn.deployment.name;
+    const decision = this.#capacity.offer(name, fn.template.id, sandbox, paused);
+    if (decision.kind === 'handed') return;
+    if (decision.kind === 'evict') {
+      this.#teardowns.destroy(name, sandbox, { passPlace: decision.passPlace });
+      return;
+    }
+    if (paused) {
+      fn.idle.push(sandbox);
+      this.#scheduleTrim(fn);
+      return;
+    }
+    this.#teardowns.pause(sandbox, (paused) => {
+      // A waiter may have come while it paused: offer it again.
+      if (paused && this.#serves(fn) && !sandbox.dead) this.#offer(fn, sandbox, true);
+      else this.#teardowns.destroy(name, sandbox);
+    });
   }
 
-  /** Frees a place held by an idle sandbox of another function (or this one's pool). Its place passes to the caller. */
-  #evictIdle(requester: ActiveFunction): boolean {
+  /**
+   * Beyond maxIdle, paused sandboxes are destroyed only once the function
+   * has been quiet for idleTrimMs: in a burst whose requests trickle in
+   * (through the queue, or a CPU-starved gateway) there are moments with
+   * nobody waiting, and destroying then meant a restore for the next
+   * request. Until trimmed they cost memory, not CPU, and another function
+   * that needs a place evicts them at once.
+   */
+  #scheduleTrim(fn: ActiveFunction, delayMs = this.#idleTrimMs): void {
+    if (fn.idle.length <= this.#maxIdle || fn.trimTimer) return;
+    fn.trimTimer = setTimeout(() => {
+      fn.trimTimer = undefined;
+      if (!this.#serves(fn)) return;
+      // Quiet means nothing ran for the whole delay, not a gap between two queue fetches.
+      const quietFor = performance.now() - fn.lastActive;
+      if (fn.busy > 0 || quietFor < this.#idleTrimMs) return this.#scheduleTrim(fn, Math.max(50, this.#idleTrimMs - quietFor));
+      // The least recently used go first (idle is taken from the end).
+      while (fn.idle.length > this.#maxIdle) this.#teardowns.destroy(fn.deployment.name, fn.idle.shift()!);
+    }, delayMs);
+    fn.trimTimer.unref();
+  }
+
+  #serves(fn: ActiveFunction): boolean {
+    return !this.#closed && this.#functions.get(fn.deployment.name) === fn;
+  }
+
+  /**
+   * Frees a place held by an idle sandbox of another function (or this
+   * one's pool) for the requester: taken synchronously, resolved once the
+   * victim is gone.
+   */
+  async #evictIdle(requester: ActiveFunction): Promise<boolean> {
     const candidates = [...this.#functions.values()].sort((a, b) => (a === requester ? 1 : 0) - (b === requester ? 1 : 0));
     for (const fn of candidates) {
       const victim = fn.idle.shift() ?? (fn === requester ? undefined : fn.pool.shift());
       if (victim) {
-        this.#discard(victim, { keepPlace: true });
+        this.#capacity.transfer(fn.deployment.name, requester.deployment.name);
+        await this.#teardowns.destroyForPlace(fn.deployment.name, victim);
         return true;
       }
     }
@@ -287,7 +351,9 @@ export class Orchestrator<D extends SandboxDriver = SandboxDriver> implements In
   }
 
   #drain(fn: ActiveFunction): void {
-    for (const sandbox of [...fn.pool, ...fn.idle]) this.#discard(sandbox);
+    clearTimeout(fn.trimTimer);
+    fn.trimTimer = undefined;
+    for (const sandbox of [...fn.pool, ...fn.idle]) this.#teardowns.destroy(fn.deployment.name, sandbox);
     fn.pool = [];
     fn.idle = [];
   }
@@ -300,9 +366,9 @@ export class Orchestrator<D extends SandboxDriver = SandboxDriver> implements In
       // One restore at a time per function keeps pool filling from starving
       // the request path on a small machine; failures back off.
       if (fn.pool.length + fn.filling >= target || fn.filling > 0 || fn.fillFailures > 3) continue;
-      if (this.#capacity.waiting > 0 || !this.#capacity.tryReserve()) return;
+      if (this.#capacity.waiting > 0 || !this.#capacity.tryReserve(fn.deployment.name)) return;
       fn.filling++;
-      this.#track(
+      this.#teardowns.track(
         this.#driver
           .resume(fn.template, { memoryMb: fn.deployment.config.memoryMb, network: fn.deployment.config.network })
           .then(async (sandbox) => {
@@ -313,11 +379,11 @@ export class Orchestrator<D extends SandboxDriver = SandboxDriver> implements In
             (sandbox) => {
               fn.fillFailures = 0;
               if (this.#functions.get(fn.deployment.name) === fn && !this.#closed) fn.pool.push(sandbox);
-              else this.#discard(sandbox);
+              else this.#teardowns.destroy(fn.deployment.name, sandbox);
             },
             () => {
               fn.fillFailures++;
-              this.#capacity.release();
+              this.#capacity.release(fn.deployment.name);
               setTimeout(() => {
                 fn.fillFailures = Math.min(fn.fillFailures, 3);
                 this.#refill();
@@ -330,10 +396,5 @@ export class Orchestrator<D extends SandboxDriver = SandboxDriver> implements In
           }),
       );
     }
-  }
-
-  #track(p: Promise<void>): void {
-    this.#teardowns.add(p);
-    void p.finally(() => this.#teardowns.delete(p)).catch(() => {});
   }
 }

@@ -34,6 +34,12 @@ export interface OrchestratorStats {
   pooled: Record<string, number>;
   poolHits: number;
   poolMisses: number;
+  /** Sandboxes restored for an invocation (the expensive path; pool fills are not counted). */
+  restores: number;
+  /** Invocations served by a sandbox used before (unpaused, or handed on by the previous invocation). */
+  keepWarmReuses: number;
+  /** Of those, sandboxes handed straight from one invocation to a waiting one (no pause, no restore). */
+  handoffs: number;
   templateBuilds: number;
 }
 
@@ -47,6 +53,14 @@ export interface InvocationEngine {
   invoke(deployment: Deployment, request: WireRequest, options: { invocationId: string }): Promise<InvokeResult>;
   /** Sandboxes that could start an invocation right now. */
   freeCapacity(): number;
+  /**
+   * Busy sandboxes of function `name` that go straight to its next waiting
+   * invocation when they finish (keepWarm): a queue may start that many more
+   * invocations than there are free sandboxes, to wait for them in the engine.
+   */
+  reusableFor?(name: string): number;
+  /** Invocations inside invoke() right now: waiting for a place, restoring or running. */
+  inFlight?(): number;
   stats(): OrchestratorStats;
   /** Which sandbox driver serves, for /metrics and logs. */
   driverInfo?(): { name: string; platform: string };

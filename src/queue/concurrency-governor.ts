@@ -5,7 +5,8 @@ import type { InvocationEngine } from '../orchestrator/types.ts';
  *
  * The node's sandboxes are shared by the direct (HTTP) path and the queue.
  * The queue may use what the direct path leaves free, minus a reserve for
- * it: budget = free + queue jobs in flight - reserve. The budget is split
+ * it: budget = free + queue jobs in flight - (reserve - what the direct path
+ * already holds). The budget is split
  * between the function queues that have work; a queue that had nothing to
  * do recently keeps one slot to notice new work, and none when the node is
  * full. BullMQ's concurrency cannot go below 1, so "0" means paused.
@@ -13,6 +14,10 @@ import type { InvocationEngine } from '../orchestrator/types.ts';
  * The split is an estimate, refreshed on every job start/finish and on a
  * timer: two queues can both grab a job in the same instant. Such overshoot
  * waits in the engine's own FIFO for a sandbox, which is safe, just slower.
+ *
+ * A keepWarm function's queue may also take one job per busy sandbox of the
+ * function beyond its share (engine.reusableFor): those wait in the engine
+ * on purpose, to be handed the sandbox as it finishes.
  */
 
 export interface QueueLoad {
@@ -48,7 +53,7 @@ export function distribute(budget: number, queues: QueueLoad[], now: number, hun
 }
 
 export interface GovernorOptions {
-  engine: Pick<InvocationEngine, 'freeCapacity' | 'stats'>;
+  engine: Pick<InvocationEngine, 'freeCapacity' | 'stats' | 'reusableFor' | 'inFlight'>;
   /** Sandboxes kept for the direct path (0 on a worker-only node). */
   reserve: number;
   /** Applies a decision to one queue's worker. */
@@ -86,11 +91,21 @@ export class ConcurrencyGovernor {
    * Places the queue may hold right now. Capped at max - reserve: a job
    * that just left the engine (place freed, not yet counted out) must not
    * read as extra room.
+   *
+   * The reserve is a floor for the direct path, not a place always kept
+   * empty: direct invocations in the engine (waiting, restoring, running)
+   * count toward it. Otherwise, while a burst's direct requests restore most
+   * of the node, the one warm sandbox left would sit idle "for the direct
+   * path" with the queue full of work for it (measured: ~9 s of a 200-request
+   * burst on 10 sandboxes). Engines that cannot say keep the whole reserve.
    */
   budget(): number {
     const { engine, reserve } = this.#options;
-    const ceiling = engine.stats().maxSandboxes - reserve;
-    return Math.max(0, Math.min(ceiling, engine.freeCapacity() + this.#inEngine - reserve));
+    const max = engine.stats().maxSandboxes;
+    const free = engine.freeCapacity();
+    const direct = engine.inFlight ? Math.max(0, engine.inFlight() - this.#inEngine) : 0;
+    const keep = Math.max(0, reserve - direct);
+    return Math.max(0, Math.min(max - reserve, free + this.#inEngine - keep));
   }
 
   concurrencyOf(name: string): number | undefined {
@@ -136,7 +151,12 @@ export class ConcurrencyGovernor {
   rebalance(): void {
     if (!this.#timer) return;
     const decision = distribute(this.budget(), [...this.#loads.values()], Date.now(), this.#options.hungryWindowMs);
-    for (const [name, concurrency] of decision) {
+    for (const [name, share] of decision) {
+      // On top of its share of places: one job per busy keepWarm sandbox of
+      // the function, to take it over the moment it finishes (handed on in
+      // the engine, no pause, no restore) instead of after a pause, a
+      // governor tick and a fetch from Redis.
+      const concurrency = share + (this.#options.engine.reusableFor?.(name) ?? 0);
       if (this.#applied.get(name) === concurrency) continue;
       this.#applied.set(name, concurrency);
       this.#options.apply(name, concurrency);

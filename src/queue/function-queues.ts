@@ -1,4 +1,5 @@
 import type { Deployment } from '../orchestrator/types.ts';
+import type { QueueDepth } from '../telemetry/snapfn-metrics.ts';
 import { withDeadline } from './deadline.ts';
 import type { DeploymentRegistry } from './deployment-registry.ts';
 import type { InvocationQueue } from './invocation-queue.ts';
@@ -31,6 +32,8 @@ export class FunctionQueues {
   readonly workers: InvocationWorkers;
   readonly registry: DeploymentRegistry | undefined;
   readonly #timeoutMs: number;
+  /** Functions served since start (serve) and not forgotten: whose depth /metrics shows. */
+  readonly #served = new Set<string>();
   #closed = false;
 
   constructor(options: FunctionQueuesOptions) {
@@ -54,10 +57,24 @@ export class FunctionQueues {
       await this.schedules.apply(name, config.schedule);
     });
     this.workers.start(name);
+    this.#served.add(name);
+  }
+
+  /** Each served function's queue, read from Redis (for /metrics, at scrape time). */
+  async depth(): Promise<Record<string, QueueDepth>> {
+    const names = [...this.#served];
+    const counts = await Promise.all(names.map((name) => this.queue.counts(name)));
+    return Object.fromEntries(
+      names.map((name, i) => {
+        const c = counts[i]!;
+        return [name, { queued: (c.waiting ?? 0) + (c.delayed ?? 0) + (c.prioritized ?? 0) + (c.paused ?? 0), active: c.active ?? 0 }];
+      }),
+    );
   }
 
   /** The function was deleted: no more schedule ticks or queued runs; running ones finish first. */
   async forget(name: string): Promise<void> {
+    this.#served.delete(name);
     await withDeadline(`removing the queue of ${name}`, this.#timeoutMs, () => this.queue.removeFunction(name));
     await this.workers.stop(name);
     await withDeadline(`unpublishing ${name}`, this.#timeoutMs, async () => this.registry?.unpublish(name));

@@ -1,7 +1,8 @@
 /**
  * A small Prometheus text-format registry: counters, histograms, and gauges
- * read at scrape time. Small enough that a client library would be the
- * larger part of it.
+ * read at scrape time (after the registry's collectors, which may fetch
+ * what the gauges read, e.g. from Redis). Small enough that a client
+ * library would be the larger part of it.
  */
 type Labels = Record<string, string>;
 
@@ -71,6 +72,12 @@ export class Gauge {
 
 export class MetricsRegistry {
   readonly #metrics: Array<Counter | Histogram | Gauge> = [];
+  readonly #collectors: Array<() => Promise<void>> = [];
+
+  /** Runs before every render; a collector handles its own failures and time limit. */
+  collect(collector: () => Promise<void>): void {
+    this.#collectors.push(collector);
+  }
 
   counter(name: string, help: string): Counter {
     return this.#add(new Counter(name, help));
@@ -84,7 +91,8 @@ export class MetricsRegistry {
     return this.#add(new Gauge(name, help, read));
   }
 
-  render(): string {
+  async render(): Promise<string> {
+    await Promise.all(this.#collectors.map((c) => c()));
     return this.#metrics.flatMap((m) => m.render()).join('\n') + '\n';
   }
 

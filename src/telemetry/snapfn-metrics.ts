@@ -2,13 +2,27 @@ import type { InvocationOutcome } from '../schemas/invocation.ts';
 import type { OrchestratorStats, PhaseTimings } from '../orchestrator/types.ts';
 import { MetricsRegistry } from './metrics.ts';
 
+/** One function's queue as /metrics shows it. */
+export interface QueueDepth {
+  /** Not running yet: waiting, delayed (retry backoff), prioritized, paused. */
+  queued: number;
+  /** Taken by a worker (of any node sharing the Redis) and not finished. */
+  active: number;
+}
+
+/** Reads every served function's queue (one Redis round trip per function), at scrape time. */
+export type QueueDepthSource = () => Promise<Record<string, QueueDepth>>;
+
 export interface MetricsSources {
   engineStats: () => OrchestratorStats;
   driver: { name: string; platform: string };
-  /** Queued invocations per function, when a queue is attached. */
-  queueDepth?: () => Record<string, number>;
+  /** Queue depth per function, when a queue is attached (see also attachQueue). */
+  queueDepth?: QueueDepthSource;
   networkSlots?: () => { free: number; inUse: number; misses: number };
 }
+
+/** A scrape must answer even when Redis does not: the queue gauges are left out then. */
+const QUEUE_READ_TIMEOUT_MS = 1000;
 
 /** The metrics /metrics serves: invocations, phase latencies, pools, sandboxes, queue, builds. */
 export class SnapfnMetrics {
@@ -16,6 +30,10 @@ export class SnapfnMetrics {
   readonly #invocations = this.registry.counter('snapfn_invocations_total', 'Invocations by function and outcome (ok or the error code).');
   readonly #phases = this.registry.histogram('snapfn_invocation_phase_seconds', 'Latency of each invocation phase: queue (waiting for a sandbox place), restore, handler, total.');
   readonly #sources = this.registry.counter('snapfn_sandbox_source_total', 'How invocations got their sandbox: pool, keep-warm or restore.');
+  readonly #collectErrors = this.registry.counter('snapfn_metrics_collect_errors_total', 'Scrapes that could not read a source (e.g. the queue depth from Redis).');
+  #queueDepth: QueueDepthSource | undefined;
+  /** What the latest scrape read (nothing after a failed read: a stale depth would mislead). */
+  #depth: Record<string, QueueDepth> = {};
 
   constructor(sources: MetricsSources) {
     const r = this.registry;
@@ -27,6 +45,9 @@ export class SnapfnMetrics {
     );
     r.gauge('snapfn_pool_hits_total', 'Invocations served by a pre-restored sandbox.', () => [[{}, sources.engineStats().poolHits]]);
     r.gauge('snapfn_pool_misses_total', 'Invocations that found the pool empty.', () => [[{}, sources.engineStats().poolMisses]]);
+    r.gauge('snapfn_restores_total', 'Sandboxes restored for an invocation (pool fills not counted).', () => [[{}, sources.engineStats().restores]]);
+    r.gauge('snapfn_keep_warm_reuses_total', 'Invocations served by a sandbox used before (unpaused or handed on).', () => [[{}, sources.engineStats().keepWarmReuses]]);
+    r.gauge('snapfn_handoffs_total', 'keepWarm sandboxes handed straight from one invocation to a waiting one.', () => [[{}, sources.engineStats().handoffs]]);
     r.gauge('snapfn_template_builds_total', 'Template builds on this node.', () => [[{}, sources.engineStats().templateBuilds]]);
     r.gauge('snapfn_driver_info', 'The sandbox driver in use and its platform (ptrace, kvm, tcg).', () => [[{ driver: sources.driver.name, platform: sources.driver.platform }, 1]]);
     if (sources.networkSlots) {
@@ -39,10 +60,38 @@ export class SnapfnMetrics {
         ];
       });
     }
-    if (sources.queueDepth) {
-      const depth = sources.queueDepth;
-      r.gauge('snapfn_queue_depth', 'Queued invocations per function.', () => Object.entries(depth()).map(([fn, n]) => [{ function: fn }, n]));
-    }
+    this.#queueDepth = sources.queueDepth;
+    // Read from Redis once per scrape, not per request: the invoke path stays free of it.
+    r.collect(async () => {
+      const read = this.#queueDepth;
+      if (!read) {
+        this.#depth = {};
+        return;
+      }
+      let timer: NodeJS.Timeout | undefined;
+      try {
+        this.#depth = await Promise.race([
+          read(),
+          new Promise<never>((_, reject) => {
+            timer = setTimeout(() => reject(new Error('timed out')), QUEUE_READ_TIMEOUT_MS);
+          }),
+        ]);
+      } catch {
+        this.#depth = {};
+        this.#collectErrors.inc({ source: 'queue' });
+      } finally {
+        clearTimeout(timer);
+      }
+    });
+    r.gauge('snapfn_queue_depth', 'Invocations queued per function and not running yet (waiting, delayed, prioritized, paused). With a shared Redis: the whole queue, not this node\'s part.', () =>
+      Object.entries(this.#depth).map(([fn, d]) => [{ function: fn }, d.queued]),
+    );
+    r.gauge('snapfn_queue_active', 'Queued invocations running now, per function (on any node of a shared Redis).', () => Object.entries(this.#depth).map(([fn, d]) => [{ function: fn }, d.active]));
+  }
+
+  /** The queue layer attaches its depth when it opens and detaches (undefined) when it closes. */
+  attachQueue(source: QueueDepthSource | undefined): void {
+    this.#queueDepth = source;
   }
 
   recordInvocation(fn: string, outcome: InvocationOutcome, timings: PhaseTimings | undefined, totalMs: number): void {
@@ -62,7 +111,7 @@ export class SnapfnMetrics {
     this.#phases.observe({ phase: 'total' }, totalMs / 1000);
   }
 
-  render(): string {
+  render(): Promise<string> {
     return this.registry.render();
   }
 }

@@ -124,7 +124,7 @@ export class FakeEngine implements InvocationEngine {
   }
 
   stats(): OrchestratorStats {
-    return { liveSandboxes: this.#inFlight, maxSandboxes: this.maxSandboxes, busySandboxes: this.#inFlight, pooled: {}, poolHits: 0, poolMisses: 0, templateBuilds: this.builds };
+    return { liveSandboxes: this.#inFlight, maxSandboxes: this.maxSandboxes, busySandboxes: this.#inFlight, pooled: {}, poolHits: 0, poolMisses: 0, restores: 0, keepWarmReuses: 0, handoffs: 0, templateBuilds: this.builds };
   }
 
   async close(): Promise<void> {

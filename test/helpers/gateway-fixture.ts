@@ -7,6 +7,7 @@ import type { FunctionQueues } from '../../src/queue/function-queues.ts';
 import { openQueueLayer, type QueueLayer, type QueueLayerOptions } from '../../src/queue-layer.ts';
 import { FunctionStore } from '../../src/registry/function-store.ts';
 import { DeployEvent, type DeployRequest } from '../../src/schemas/api.ts';
+import { SnapfnMetrics } from '../../src/telemetry/snapfn-metrics.ts';
 import { FakeEngine } from './fake-engine.ts';
 
 export interface FixtureOptions {
@@ -16,6 +17,8 @@ export interface FixtureOptions {
   maxLogBytes?: number;
   /** With the queue layer on this Redis (the fixture's fake engine runs its jobs). */
   queue?: { redisUrl: string; shared?: boolean; maxQueuedPerFunction?: number; maxQueueWaitMs?: number; tuning?: QueueLayerOptions['tuning'] };
+  /** Serve /metrics (fed by the fake engine and, with `queue`, the queue layer). */
+  metrics?: boolean;
 }
 
 /** What @hono/node-server passes as `env`: enough of it for getConnInfo. */
@@ -48,6 +51,7 @@ export class GatewayFixture {
     /** The gateway's config: tests may change it between requests (it is read per request). */
     readonly config: GatewayDeps['config'],
     readonly queueLayer: QueueLayer | undefined,
+    readonly metrics: SnapfnMetrics | undefined,
   ) {}
 
   /** The queue layer's functions (only with the `queue` option). */
@@ -62,6 +66,7 @@ export class GatewayFixture {
     const store = await FunctionStore.open(home, options.maxLogBytes ? { maxLogBytes: options.maxLogBytes } : {});
     const logged: string[] = [];
     const q = options.queue;
+    const metrics = options.metrics ? new SnapfnMetrics({ engineStats: () => engine.stats(), driver: { name: 'fake', platform: 'none' } }) : undefined;
     const queueLayer = q
       ? openQueueLayer({
           redisUrl: q.redisUrl,
@@ -69,6 +74,7 @@ export class GatewayFixture {
           engine,
           store,
           maxQueuedPerFunction: q.maxQueuedPerFunction ?? 1000,
+          metrics,
           log: (m) => logged.push(m),
           ...(q.tuning ? { tuning: q.tuning } : {}),
         })
@@ -79,8 +85,8 @@ export class GatewayFixture {
       maxBundleBytes: options.maxBundleBytes ?? 20 * 1024 * 1024,
       ...(q?.maxQueueWaitMs ? { maxQueueWaitMs: q.maxQueueWaitMs } : {}),
     };
-    const app = createGateway({ engine, store, config, queue: queueLayer?.functions, log: (m) => logged.push(m) });
-    return new GatewayFixture(home, engine, store, app, logged, config, queueLayer);
+    const app = createGateway({ engine, store, config, queue: queueLayer?.functions, log: (m) => logged.push(m), ...(metrics ? { metrics } : {}) });
+    return new GatewayFixture(home, engine, store, app, logged, config, queueLayer, metrics);
   }
 
   request(url: string, init: RequestInit = {}, env: GatewayEnv['Bindings'] = LOCAL): Promise<Response> {

@@ -52,7 +52,7 @@ export class FakeEngine implements InvocationEngine {
 
   async invoke(deployment: Deployment, request: WireRequest, options: { invocationId: string }): Promise<InvokeResult> {
     const acquireStarted = performance.now();
-    const reservation = this.capacity.reserve(30_000);
+    const reservation = this.capacity.reserve(deployment.name, deployment.templateId, 30_000);
     this.maxWaiting = Math.max(this.maxWaiting, this.capacity.waiting);
     await reservation;
     const acquireMs = performance.now() - acquireStarted;
@@ -66,7 +66,7 @@ export class FakeEngine implements InvocationEngine {
       await new Promise((r) => setTimeout(r, Number(url.searchParams.get('ms') ?? this.invokeMs)));
     } finally {
       this.#running--;
-      this.capacity.release();
+      this.capacity.release(deployment.name);
     }
     const finishedAt = Date.now();
     this.calls.push({ invocationId: options.invocationId, name: deployment.name, version: deployment.version, startedAt, finishedAt });
@@ -88,7 +88,7 @@ export class FakeEngine implements InvocationEngine {
   }
 
   stats(): OrchestratorStats {
-    return { liveSandboxes: this.capacity.used, maxSandboxes: this.capacity.max, busySandboxes: this.#running, pooled: {}, poolHits: 0, poolMisses: 0, templateBuilds: 0 };
+    return { liveSandboxes: this.capacity.used, maxSandboxes: this.capacity.max, busySandboxes: this.#running, pooled: {}, poolHits: 0, poolMisses: 0, restores: 0, keepWarmReuses: 0, handoffs: 0, templateBuilds: 0 };
   }
 
   async close(): Promise<void> {}
