@@ -13,6 +13,7 @@ import { createEngine } from '../src/orchestrator/index.ts';
 import type { Deployment } from '../src/orchestrator/types.ts';
 import { FunctionConfig, type FunctionConfigInput } from '../src/schemas/function-config.ts';
 import type { WireRequest } from '../src/schemas/invocation.ts';
+import type { Sandbox } from '../src/sandbox/driver.ts';
 import { driversTable } from './report.ts';
 import { progress, summarize, timed, type LatencySummary } from './stats.ts';
 
@@ -32,6 +33,10 @@ export interface DriverBench {
   handler_phase_p50_ms: number;
   /** Unpause + invocation + re-pause on one kept sandbox. */
   keep_warm: LatencySummary;
+  /** Boot without a snapshot + one invocation (engine level, like `restore`). */
+  cold_boot: LatencySummary;
+  /** cold_boot p50 over restore p50. */
+  cold_boot_over_restore: number;
 }
 
 /** Drivers this module can add a column for. */
@@ -97,6 +102,21 @@ async function benchOne(driver: ExtraDriver, o: { quick: boolean; bundleFile: st
     }
     await engine.deactivate('bench-restore');
 
+    // A guest boot is seconds under TCG: fewer samples than the restores.
+    const colds = Math.max(3, Math.floor(n / 2));
+    o.progress(`${driver}: cold boot (no snapshot) x${colds}`);
+    const cold: number[] = [];
+    for (let i = 0; i < colds; i++) {
+      let sandbox: Sandbox | undefined;
+      const [ms] = await timed(async () => {
+        sandbox = await engine.driver.coldBoot({ functionName: o.functionName, bundleFile: o.bundleFile, network: 'none' }, { memoryMb: 256, network: 'none' });
+        const outcome = await sandbox.invoke(REQUEST, { timeoutMs: 30_000, env: {}, invocationId: `${driver}-cold-${i}` });
+        if (!outcome.ok) throw new Error(`${driver} cold boot: ${outcome.error.code}: ${outcome.error.message}`);
+      });
+      await sandbox?.destroy();
+      cold.push(ms);
+    }
+
     o.progress(`${driver}: keepWarm reuse x${n}`);
     const warm = await deploy('bench-warm', { keepWarm: true });
     await invoke(warm, -1);
@@ -120,6 +140,8 @@ async function benchOne(driver: ExtraDriver, o: { quick: boolean; bundleFile: st
       restore_phase_p50_ms: summarize(phases.restore).p50_ms,
       handler_phase_p50_ms: summarize(phases.handler).p50_ms,
       keep_warm: summarize(keepWarm),
+      cold_boot: summarize(cold),
+      cold_boot_over_restore: Math.round((summarize(cold).p50_ms / summarize(restore).p50_ms) * 100) / 100,
     };
   } finally {
     await engine.close();

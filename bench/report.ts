@@ -58,6 +58,8 @@ export function driversTable(drivers: Record<string, DriverBench>): string[] {
     row('restore per request p50 / p99 ms', (d) => `${d.restore.p50_ms} / ${d.restore.p99_ms} (n=${d.restore.n})`),
     row('  restore phase / handler phase p50 ms', (d) => `${d.restore_phase_p50_ms} / ${d.handler_phase_p50_ms}`),
     row('keepWarm reuse p50 / p99 ms', (d) => `${d.keep_warm.p50_ms} / ${d.keep_warm.p99_ms} (n=${d.keep_warm.n})`),
+    row('cold boot (no snapshot) p50 / p99 ms', (d) => (d.cold_boot ? `${d.cold_boot.p50_ms} / ${d.cold_boot.p99_ms} (n=${d.cold_boot.n})` : '')),
+    row('cold boot / restore (p50)', (d) => d.cold_boot_over_restore ?? ''),
   ];
 }
 

@@ -11,6 +11,7 @@ import { fileURLToPath } from 'node:url';
 import { execa } from 'execa';
 import { loadConfig } from '../src/config.ts';
 import type { Orchestrator } from '../src/orchestrator/orchestrator.ts';
+import type { Sandbox } from '../src/sandbox/driver.ts';
 import type { GvisorDriver } from '../src/sandbox/gvisor/gvisor-driver.ts';
 import { startSnapfn } from '../src/snapfn.ts';
 import { GatewayClient } from './gateway-client.ts';
@@ -18,6 +19,7 @@ import { sandboxMemory } from './memory.ts';
 import { writeResults, table, type BenchResult, type Scenario } from './report.ts';
 import { progress, summarize, timed } from './stats.ts';
 import { benchUffd } from './uffd.ts';
+import { benchDrivers } from './drivers.ts';
 
 const { values: flags } = parseArgs({ options: { quick: { type: 'boolean' }, json: { type: 'boolean' }, function: { type: 'string' } } });
 const quick = !!flags.quick;
@@ -62,14 +64,29 @@ async function main(): Promise<void> {
     progress('(a) node floor: a fresh plain `node` process runs the same bundle, no sandbox');
     scenarios.node_floor = await sample('node floor', N, () => execa(process.execPath, [path.join(HERE, 'node-floor.mjs'), bundleFile]));
 
-    progress('(b) cold boot: boot the sandbox without a snapshot, one request (engine level: there is no HTTP path for it)');
-    scenarios.cold_boot = await sample('cold boot', N, async () => {
-      const sandbox = await engine.driver.coldBoot(source, { memoryMb: 256, network: 'none' });
-      const outcome = await sandbox.invoke({ method: 'GET', url: 'http://localhost/fn/bench', headers: [] }, { timeoutMs: 10_000, env: {}, invocationId: 'cold' });
-      void sandbox.destroy();
-      if (!outcome.ok) throw new Error(`cold boot invocation failed: ${outcome.error.message}`);
-    });
-    await new Promise((r) => setTimeout(r, 1000));
+    // Cold boot has no HTTP path, so it is compared with a restore at the
+    // same (engine) level, sample by sample in turn: both see the same load.
+    progress('(b) cold boot (no snapshot) and a restore from the template, each + one request, alternating (engine level)');
+    const request = { method: 'GET', url: 'http://localhost/fn/bench', headers: [] as Array<[string, string]> };
+    const once = async (start: () => Promise<Sandbox>): Promise<number> => {
+      let sandbox: Sandbox | undefined;
+      const [ms] = await timed(async () => {
+        sandbox = await start();
+        const outcome = await sandbox.invoke(request, { timeoutMs: 10_000, env: {}, invocationId: 'bench' });
+        if (!outcome.ok) throw new Error(`invocation failed: ${outcome.error.message}`);
+      });
+      await sandbox?.destroy();
+      return ms;
+    };
+    const cold: number[] = [];
+    const restored: number[] = [];
+    for (let i = 0; i < N; i++) {
+      cold.push(await once(() => engine.driver.coldBoot(source, { memoryMb: 256, network: 'none' })));
+      restored.push(await once(() => engine.driver.resume(template, { memoryMb: 256, network: 'none' })));
+      if ((i + 1) % Math.max(1, Math.floor(N / 4)) === 0) progress(`cold boot / restore: ${i + 1}/${N}`);
+    }
+    scenarios.cold_boot = { ...summarize(cold) };
+    scenarios.restore_engine = { ...summarize(restored) };
 
     progress('(c) restore from the template per request, warm pool off (HTTP)');
     scenarios.restore = await sample('restore', N, () => client.invoke('bench-restore'));
@@ -152,7 +169,8 @@ async function main(): Promise<void> {
       template: { id: template.id, build_ms: Math.round(buildMs), image_bytes: template.imageBytes },
       scenarios,
       ratios: {
-        cold_boot_over_restore: ratio(p50('cold_boot'), p50('restore')),
+        cold_boot_over_restore: ratio(p50('cold_boot'), p50('restore_engine')),
+        cold_boot_over_restore_http: ratio(p50('cold_boot'), p50('restore')),
         restore_over_pool_hit: ratio(p50('restore'), p50('pool_hit')),
         restore_over_keep_warm: ratio(p50('restore'), p50('keep_warm')),
         restore_over_node_floor: ratio(p50('restore'), p50('node_floor')),
@@ -161,6 +179,9 @@ async function main(): Promise<void> {
       memory,
       uffd,
     };
+    // SNAPFN_BENCH_DRIVERS (bench/drivers.ts): other drivers' columns; nothing when unset.
+    const drivers = await benchDrivers({ quick, bundleFile, functionName: fnName, progress });
+    if (drivers) result.drivers = drivers;
     await writeResults(path.join(HERE, 'results'), result);
     process.stderr.write('\n' + table(result) + '\n\n');
     if (flags.json) process.stdout.write(JSON.stringify(result) + '\n');

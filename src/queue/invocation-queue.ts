@@ -93,6 +93,10 @@ export class InvocationQueue {
     if (!queue) {
       queue = new Queue<InvocationJobData, InvocationJobResult>(queueName(functionName), { connection: this.redis, prefix: KEY_PREFIX });
       queue.on('error', (err) => this.#options.onError(err));
+      // Every sync caller waiting in waitForResult holds a 'closing' listener
+      // (BullMQ's waitUntilFinished); their number is bounded by the
+      // per-function queue limit, not by Node's default of 10.
+      queue.setMaxListeners(0);
       this.#queues.set(functionName, queue);
     }
     return queue;
