@@ -57,7 +57,9 @@ export async function slotTaps(ownerPid = process.pid): Promise<{ netns: string;
     const r = await execa('ip', ['-n', netns, '-o', 'link', 'show', 'type', 'tun'], { reject: false });
     for (const line of String(r.stdout).split('\n').filter(Boolean)) {
       const name = /^\d+:\s+([^:@]+)/.exec(line)?.[1] ?? '?';
-      taps.push({ netns, tap: name, attached: !line.includes('NO-CARRIER') });
+      // LOWER_UP is the carrier, which a tap has only while a process holds
+      // it open; a tap that is down (being set up or reset) has neither flag.
+      taps.push({ netns, tap: name, attached: /[<,]LOWER_UP[,>]/.test(line) });
     }
   }
   return taps;
