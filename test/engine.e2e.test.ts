@@ -135,6 +135,15 @@ describe('core engine (gVisor)', () => {
     }
   });
 
+  test('a handler that calls process.exit fails that invocation at once, not at its timeout', async () => {
+    const fn = await deployFixture(engine, 'quitter', 'misbehave.mjs', { timeoutMs: 20_000 });
+    const { outcome, timings } = await engine.invoke(fn, get('http://localhost/fn/quitter?do=exit'), { invocationId: 'exit-1' });
+    assert.equal(!outcome.ok && outcome.error.code, 'sandbox_crashed');
+    assert.ok(timings.handlerMs < 10_000, `the host waited ${Math.round(timings.handlerMs)} ms for a sandbox whose envd had exited`);
+    const { outcome: next } = await engine.invoke(fn, get('http://localhost/fn/quitter'), { invocationId: 'exit-2' });
+    assert.deepEqual(bodyJson(next), { ok: true });
+  });
+
   test('a handler that throws gives a structured error; the sandbox survives', async () => {
     const fn = await deployFixture(engine, 'thrower', 'misbehave.mjs', { keepWarm: true });
     const { outcome } = await engine.invoke(fn, get('http://localhost/fn/thrower?do=throw'), { invocationId: 'throw-1' });

@@ -349,4 +349,13 @@ describe('QEMU microVM driver', { skip: skipReason ?? false, timeout: 8 * 60_000
     const { outcome: next } = await engine.invoke(oom, get('http://localhost/fn/oom'), { invocationId: 'oom-2' });
     assert.deepEqual(bodyJson(next), { ok: true });
   });
+
+  test('a handler that calls process.exit fails that invocation at once, not at its timeout', { timeout: 2 * 60_000 }, async () => {
+    const fn = await deployFixture(engine, 'quitter', 'misbehave.mjs', { timeoutMs: 20_000 });
+    const { outcome, timings } = await engine.invoke(fn, get('http://localhost/fn/quitter?do=exit'), { invocationId: 'exit-1' });
+    assert.equal(!outcome.ok && outcome.error.code, 'sandbox_crashed');
+    assert.ok(timings.handlerMs < 10_000, `the host waited ${Math.round(timings.handlerMs)} ms for a VM whose envd had exited`);
+    const { outcome: next } = await engine.invoke(fn, get('http://localhost/fn/quitter'), { invocationId: 'exit-2' });
+    assert.deepEqual(bodyJson(next), { ok: true });
+  });
 });

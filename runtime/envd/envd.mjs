@@ -494,5 +494,12 @@ function startVirtioSerial() {
   readLoop();
 }
 
-if (process.env.SNAPFN_ENVD_TRANSPORT === 'virtio-serial') startVirtioSerial();
+if (process.env.SNAPFN_ENVD_TRANSPORT === 'virtio-serial') {
+  // The port is read by a blocking read() in libuv's threadpool, and Node's
+  // exit joins the threadpool: a handler calling process.exit() would hang
+  // envd forever (and the host until the timeout). Dying by SIGKILL skips the
+  // join; init then ends the VM and the host sees a crashed sandbox.
+  process.on('exit', () => process.kill(process.pid, 'SIGKILL'));
+  startVirtioSerial();
+}
 else waitForHost();
