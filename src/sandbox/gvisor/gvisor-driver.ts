@@ -225,7 +225,13 @@ export class GvisorDriver implements SandboxDriver {
 
   /** Containers left in our runsc state dir by a previous process that died. */
   async #reapOrphans(): Promise<void> {
-    for (const id of await this.#runsc.list()) await this.#runsc.forceDelete(id);
+    for (const id of await this.#runsc.list()) {
+      // A keepWarm sandbox of a process that died while it was paused is
+      // still frozen: runsc delete would wait forever for its answer. Thawing
+      // and killing it through its Sentry first makes the delete quick.
+      await (await SentryProcess.find(this.#runsc.stateRoot, id))?.kill();
+      await this.#runsc.forceDelete(id);
+    }
     const dir = path.join(this.#home, 'gvisor', 'sandboxes');
     for (const entry of await fs.readdir(dir)) await fs.rm(path.join(dir, entry), { recursive: true, force: true });
   }

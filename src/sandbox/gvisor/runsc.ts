@@ -75,12 +75,15 @@ export class Runsc {
 
   /** Never throws: the container may already be gone. */
   async kill(id: string, signal = 'KILL'): Promise<void> {
-    await execa('runsc', [...this.#flags, 'kill', id, signal], { stdin: 'pipe', reject: false });
+    await execa('runsc', [...this.#flags, 'kill', id, signal], { stdin: 'pipe', reject: false, timeout: 30_000 });
   }
 
-  /** Kills and removes the container; never throws (the container may already be gone). */
+  /**
+   * Kills and removes the container; never throws (the container may already
+   * be gone). Bounded: a sandbox that never answers must not hang the caller.
+   */
   async forceDelete(id: string): Promise<void> {
-    await execa('runsc', [...this.#flags, 'delete', '--force', id], { stdin: 'pipe', reject: false });
+    await execa('runsc', [...this.#flags, 'delete', '--force', id], { stdin: 'pipe', reject: false, timeout: 30_000 });
   }
 
   /** Whether runsc still has state for the container (the foreground runsc removes it when its sandbox ends). */
