@@ -105,6 +105,20 @@ describe('gVisor host processes', () => {
     }
   });
 
+  test('a new driver on the same home reaps the sandboxes a dead one left, frozen ones included', async () => {
+    const sandbox = await driver.resume(template, { memoryMb: 256, network: 'none' });
+    await sandbox.pause();
+    // What a crash leaves: a frozen sandbox nobody owns. A second driver on the
+    // same home is what a restarted gateway creates.
+    const restarted = await GvisorDriver.create({ home, networkSlots: 0 });
+    try {
+      assert.deepEqual(await processesOf(sandbox.id), [], 'the orphan was not reaped');
+    } finally {
+      await restarted.close();
+      await sandbox.destroy();
+    }
+  });
+
   test('a launcher that dies is replaced; sandboxes it started can still be destroyed', async () => {
     const first = await driver.resume(template, { memoryMb: 256, network: 'none' });
     const cli = (await processesOf(first.id)).find((p) => p.role === 'cli')!;
