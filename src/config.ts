@@ -28,6 +28,8 @@ const Env = z.object({
   SNAPFN_MAX_QUEUE_WAIT_MS: intSetting(30_000, 100, 15 * 60_000),
   SNAPFN_MAX_QUEUED_PER_FUNCTION: intSetting(1000, 1),
   SNAPFN_EVAL: optionalString.pipe(z.enum(['0', '1', 'true', 'false'], { error: 'SNAPFN_EVAL must be 0, 1, true or false' }).optional()),
+  SNAPFN_GC_KEEP_VERSIONS: intSetting(3, 0, 10_000),
+  SNAPFN_GC_MIN_AGE_MS: intSetting(600_000, 0),
   SNAPFN_EXAMPLES: optionalString.pipe(z.enum(['0', '1', 'true', 'false'], { error: 'SNAPFN_EXAMPLES must be 0, 1, true or false' }).optional()),
 });
 
@@ -49,6 +51,10 @@ export interface SnapfnConfig {
   maxQueueWaitMs: number;
   /** Default backlog cap per function (a function's `maxQueued` overrides it). */
   maxQueuedPerFunction: number;
+  /** Template GC keeps the templates of the active version and of this many newest versions per function. */
+  gcKeepVersions: number;
+  /** Template GC spares templates younger than this, but only in a store shared with other nodes (SNAPFN_TEMPLATE_STORE). */
+  gcMinAgeMs: number;
   /** Deploy the example functions at start-up. */
   examples: boolean;
   /** Serve POST /v1/eval (builds one eval template per language at start). */
@@ -79,6 +85,8 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): SnapfnConfig {
     templateStore: e.SNAPFN_TEMPLATE_STORE === undefined ? undefined : path.resolve(e.SNAPFN_TEMPLATE_STORE),
     maxQueueWaitMs: e.SNAPFN_MAX_QUEUE_WAIT_MS,
     maxQueuedPerFunction: e.SNAPFN_MAX_QUEUED_PER_FUNCTION,
+    gcKeepVersions: e.SNAPFN_GC_KEEP_VERSIONS,
+    gcMinAgeMs: e.SNAPFN_GC_MIN_AGE_MS,
     eval: e.SNAPFN_EVAL === undefined || e.SNAPFN_EVAL === '1' || e.SNAPFN_EVAL === 'true',
     examples: e.SNAPFN_EXAMPLES === undefined || e.SNAPFN_EXAMPLES === '1' || e.SNAPFN_EXAMPLES === 'true',
   };

@@ -17,6 +17,8 @@ import { DeployRequest } from './schemas/api.ts';
 import { zodMessage } from './schemas/zod-message.ts';
 import { SnapfnMetrics } from './telemetry/snapfn-metrics.ts';
 import { EvalService, evalOptionsFromEnv } from './eval/index.ts';
+import { TemplateCollector } from './gc/template-collector.ts';
+import { TemplateStore } from './sandbox/template/template-store.ts';
 
 export const EXAMPLES_DIR = fileURLToPath(new URL('../functions', import.meta.url));
 
@@ -56,6 +58,8 @@ export interface RunningSnapfn {
   /** The Redis in use: REDIS_URL, or the node's own. */
   readonly redisUrl: string | undefined;
   readonly examples: DeployedExample[];
+  /** Template garbage collection of this gateway (worker-only nodes run none). */
+  readonly gc: TemplateCollector;
   /** Stops accepting requests, then the queue's workers and producer, then every sandbox, then the node's own Redis. Idempotent. */
   close(): Promise<void>;
 }
@@ -98,11 +102,13 @@ export async function startSnapfn(options: SnapfnOptions): Promise<RunningSnapfn
   let queue: QueueLayer | undefined;
   let gateway: RunningGateway | undefined;
   let evalService: EvalService | undefined;
+  let gc: TemplateCollector | undefined;
   // Stop accepting first, Redis last: workers finish their jobs (which need
   // the engine and Redis), the producer closes, then the sandboxes go.
   const closeAll = async () => {
     await store?.close();
     await gateway?.close();
+    await gc?.close();
     await queue?.close();
     await evalService?.close();
     await engine?.close();
@@ -138,8 +144,22 @@ export async function startSnapfn(options: SnapfnOptions): Promise<RunningSnapfn
       log('  building the eval templates (javascript, python, bash)');
       evalService = await EvalService.create({ engine: realEngine, workDir: path.join(config.home, 'eval'), ...evalOptionsFromEnv() });
     }
+    const registry = functions?.registry;
+    const running = evalService;
+    gc = new TemplateCollector({
+      templates: new TemplateStore(path.join(config.home, 'templates')),
+      registry: store,
+      inUse: () => realEngine.templatesInUse?.() ?? [],
+      ...(running ? { evalTemplates: () => running.templateIds() } : {}),
+      ...(registry ? { published: () => registry.templateIds() } : {}),
+      keepVersions: config.gcKeepVersions,
+      // Only other nodes' builds escape this process's template gate.
+      minAgeMs: config.templateStore ? config.gcMinAgeMs : 0,
+      log: (m) => console.error(m),
+    });
     gateway = await startGateway({
       ...(evalService ? { evalService } : {}),
+      gc,
       engine: realEngine,
       store,
       config,
@@ -173,6 +193,7 @@ export async function startSnapfn(options: SnapfnOptions): Promise<RunningSnapfn
       queue: functions,
       redisUrl,
       examples,
+      gc,
       close: () => (closing ??= closeAll()),
     };
   } catch (err) {

@@ -18,6 +18,8 @@ describe('loadConfig', () => {
       templateStore: undefined,
       maxQueueWaitMs: 30_000,
       maxQueuedPerFunction: 1000,
+      gcKeepVersions: 3,
+      gcMinAgeMs: 600_000,
       examples: true,
       eval: true,
     });
@@ -37,7 +39,10 @@ describe('loadConfig', () => {
       SNAPFN_MAX_QUEUE_WAIT_MS: '5000',
       SNAPFN_MAX_QUEUED_PER_FUNCTION: '7',
       SNAPFN_EXAMPLES: '0',
+      SNAPFN_GC_KEEP_VERSIONS: '0',
+      SNAPFN_GC_MIN_AGE_MS: '1000',
     });
+    assert.deepEqual([config.gcKeepVersions, config.gcMinAgeMs], [0, 1000]);
     assert.equal(config.port, 0);
     assert.equal(config.home, path.resolve('relative/home'));
     assert.equal(config.apiKey, 'a-long-enough-key');

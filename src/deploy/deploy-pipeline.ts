@@ -11,7 +11,8 @@ import { bundleHandler, type HandlerBundle } from './bundle.ts';
 import { mergeConfig } from './config-merge.ts';
 import { findEntryPoint } from './entry-point.ts';
 import { deployFingerprint } from './fingerprint.ts';
-import { activateVersion, type Released } from './release.ts';
+import { activateVersion, type Released } from './activate.ts';
+import { templateGate } from '../sandbox/template/template-gate.ts';
 import { checkUploadSize, writeUpload } from './upload.ts';
 
 export interface DeployDeps {
@@ -66,8 +67,17 @@ export class PreparedDeploy {
     }
   }
 
-  /** Builds the template, stores a new version and makes it active. Any failure leaves the previous version serving. */
-  async run(onProgress: DeployProgress = () => {}, options: { skipIfUnchanged?: boolean } = {}): Promise<DeployOutcome> {
+  /**
+   * Builds the template, stores a new version and makes it active. Any
+   * failure leaves the previous version serving. Holds the shared side of
+   * the template gate throughout: between the build and the version record
+   * nothing else marks the new template as needed.
+   */
+  run(onProgress: DeployProgress = () => {}, options: { skipIfUnchanged?: boolean } = {}): Promise<DeployOutcome> {
+    return templateGate.shared(() => this.#run(onProgress, options));
+  }
+
+  async #run(onProgress: DeployProgress, options: { skipIfUnchanged?: boolean }): Promise<DeployOutcome> {
     const { engine, store, queue } = this.#deps;
     const { name } = this.request;
     onProgress('bundled', { bytes: this.bundle.bytes, bundleHash: this.bundle.hash });

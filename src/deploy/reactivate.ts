@@ -1,6 +1,6 @@
 import { NotFoundError } from '../errors.ts';
-import type { VersionRecord } from '../registry/function-store.ts';
-import { activateVersion, type ReleaseDeps } from './release.ts';
+import type { ReleaseDeps } from './activate.ts';
+import { rebuild } from './rebuild.ts';
 
 export interface Reactivated {
   name: string;
@@ -46,23 +46,7 @@ async function reactivate(deps: ReleaseDeps, name: string): Promise<Reactivated>
       await queue?.serve(serving.deployment);
       return { name, version: serving.version.version, rebuilt: false };
     }
-    const version = await rebuild(deps, name, serving.version);
+    const { version } = await rebuild(deps, name, serving.version);
     return { name, version: version.version, rebuilt: true };
   });
-}
-
-async function rebuild(deps: ReleaseDeps, name: string, base: VersionRecord): Promise<VersionRecord> {
-  const { engine, store } = deps;
-  const template = await engine.buildTemplate({ functionName: name, bundleFile: store.bundleFile(name, base.bundleHash), network: base.config.network });
-  if (template.id === base.templateId) {
-    await activateVersion(deps, name, base);
-    return base;
-  }
-  const secrets = await store.secretsOf(name, base.version);
-  const version = await store.addVersion(
-    name,
-    { templateId: template.id, source: 'rebuild', config: base.config, env: base.env, secrets, bundleHash: base.bundleHash, fingerprint: base.fingerprint },
-    undefined,
-  );
-  return (await activateVersion(deps, name, version)).version;
 }

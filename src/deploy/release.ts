@@ -1,41 +1,20 @@
 import { InvalidInputError, NotFoundError } from '../errors.ts';
-import type { InvocationEngine } from '../orchestrator/types.ts';
-import type { FunctionQueues } from '../queue/function-queues.ts';
-import type { FunctionStore, FunctionRecord, VersionRecord } from '../registry/function-store.ts';
+import type { VersionRecord } from '../registry/function-store.ts';
 import type { EnvUpdateRequest } from '../schemas/api.ts';
 import { FunctionConfig } from '../schemas/function-config.ts';
 import { normalizeSchedule, type ScheduleSetting } from '../schemas/schedule.ts';
 import { ConflictError } from './deploy-errors.ts';
 import { deployFingerprint } from './fingerprint.ts';
+import { activateVersion, type ReleaseDeps, type Released } from './activate.ts';
+import { activateOrRebuild } from './rebuild.ts';
 
-export interface ReleaseDeps {
-  engine: InvocationEngine;
-  store: FunctionStore;
-  /** Absent when the node runs without a queue (unit tests): nothing is mirrored to Redis. */
-  queue?: FunctionQueues | undefined;
-}
-
-export interface Released {
-  fn: FunctionRecord;
-  version: VersionRecord;
-}
+export { activateVersion, type ReleaseDeps, type Released } from './activate.ts';
 
 /**
- * Makes `version` the one that serves: the engine first (so a template that
- * cannot load never becomes active), then the queue layer (limits, schedule,
- * published deployment: a Redis that is down fails the release before
- * anything switched on disk), then the pointer on disk. Call under
- * `store.lock(name)`.
+ * Switches to `target`, or by default to the newest version older than the
+ * active one. Its template may have been garbage-collected (only recent
+ * versions keep theirs): it is then rebuilt from the stored bundle first.
  */
-export async function activateVersion({ engine, store, queue }: ReleaseDeps, name: string, version: VersionRecord): Promise<Released> {
-  const deployment = await store.deploymentOf(name, version);
-  await engine.activate(deployment);
-  await queue?.serve(deployment);
-  const fn = await store.setActive(name, version.version);
-  return { fn, version };
-}
-
-/** Switches to `target`, or by default to the newest version older than the active one. */
 export function rollback(deps: ReleaseDeps, name: string, target?: number): Promise<Released> {
   return deps.store.lock(name, async () => {
     const fn = await deps.store.require(name);
@@ -49,7 +28,7 @@ export function rollback(deps: ReleaseDeps, name: string, target?: number): Prom
       if (!version) throw new ConflictError(`${name} has no version before v${fn.active ?? '?'} to roll back to`);
     }
     if (fn.active === version.version) return { fn, version };
-    return activateVersion(deps, name, version);
+    return activateOrRebuild(deps, name, version);
   });
 }
 

@@ -2,6 +2,7 @@ import path from 'node:path';
 import type { Deployment, InvocationEngine } from '../orchestrator/types.ts';
 import type { ProgressFn } from '../sandbox/driver.ts';
 import { FunctionConfig } from '../schemas/function-config.ts';
+import { templateGate } from '../sandbox/template/template-gate.ts';
 import { writeEvalBundle, type RuntimeLanguage } from './eval-bundle.ts';
 
 /**
@@ -51,9 +52,12 @@ export class EvalDeployments {
     for (const language of options.languages) {
       try {
         const bundleFile = await writeEvalBundle(language, path.join(options.workDir, 'bundles'));
-        const template = await options.engine.buildTemplate({ functionName: `${PREFIX}${language}`, bundleFile, network: 'none', rootfs: 'eval' }, options.onProgress);
-        deployments.#templates.set(language, template.id);
-        await deployments.#activate(deployments.#describe(language, MEMORY_BUCKETS_MB[0]!, false));
+        // Build and activation under the template gate: the collector must not see the template unclaimed in between.
+        await templateGate.shared(async () => {
+          const template = await options.engine.buildTemplate({ functionName: `${PREFIX}${language}`, bundleFile, network: 'none', rootfs: 'eval' }, options.onProgress);
+          deployments.#templates.set(language, template.id);
+          await deployments.#activate(deployments.#describe(language, MEMORY_BUCKETS_MB[0]!, false));
+        });
       } catch (err) {
         // A host without python still serves javascript and bash.
         deployments.#unavailable.set(language, (err as Error).message);
@@ -62,6 +66,11 @@ export class EvalDeployments {
     }
     if (deployments.#templates.size === 0) throw new Error(`no eval template could be built: ${[...deployments.#unavailable].map(([l, why]) => `${l}: ${why}`).join('; ')}`);
     return deployments;
+  }
+
+  /** The per-language templates: the template collector must keep them. */
+  templateIds(): string[] {
+    return [...this.#templates.values()];
   }
 
   /** Why a language cannot be evaluated here, or undefined when it can. */

@@ -87,6 +87,11 @@ export class EvalService {
     return toEvalResult(request, invoked, elapsed());
   }
 
+  /** The templates evaluations run from (kept by the template collector). */
+  templateIds(): string[] {
+    return this.#deployments.templateIds();
+  }
+
   /** Drops the eval deployments' warm pools. The engine belongs to the caller and stays open. */
   async close(): Promise<void> {
     if (this.#closed) return;

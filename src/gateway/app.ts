@@ -7,6 +7,7 @@ import { evalRoutes } from '../eval/routes.ts';
 import type { GatewayDeps, GatewayEnv } from './env.ts';
 import { errorResponse, toSnapfnError } from './error-response.ts';
 import { mountFunctionRoutes } from './functions-routes.ts';
+import { mountGcRoute } from './gc-route.ts';
 import { mountInvocationRoutes } from './invocations-route.ts';
 import { mountInvokeRoutes } from './invoke-route.ts';
 import { mountLogsRoute } from './logs-route.ts';
@@ -52,5 +53,6 @@ export function createGateway(deps: GatewayDeps): Hono<GatewayEnv> {
   mountDeployRoute(app, deps);
   mountFunctionRoutes(app, deps);
   mountLogsRoute(app, deps);
+  mountGcRoute(app, deps);
   return app;
 }

@@ -28,6 +28,8 @@ export function mountDeployRoute(app: Hono<GatewayEnv>, deps: GatewayDeps): void
       try {
         // A client that disconnects does not cancel the deploy: it completes (or fails) as a whole.
         const outcome = await prepared.run((step, detail) => emit({ type: 'progress', step, ...(detail ? { detail } : {}) }));
+        // Off the request path; a failed collection never fails the deploy.
+        if (!outcome.unchanged) deps.gc?.schedule(`deploy of ${request.name}`);
         emit({ type: 'result', function: await loadFunctionView(deps.store, outcome.fn, origin) });
       } catch (err) {
         emit({ type: 'error', error: toSnapfnError(err, deps.log).toJSON().error });

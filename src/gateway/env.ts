@@ -5,6 +5,7 @@ import type { FunctionStore } from '../registry/function-store.ts';
 import type { SnapfnConfig } from '../config.ts';
 import type { SnapfnMetrics } from '../telemetry/snapfn-metrics.ts';
 import type { EvalService } from '../eval/eval-service.ts';
+import type { TemplateCollector } from '../gc/template-collector.ts';
 
 /** Hono's environment for the gateway: node bindings (absent under app.request() in tests) and per-request variables. */
 export type GatewayEnv = {
@@ -27,6 +28,8 @@ export interface GatewayDeps {
   queue?: FunctionQueues | undefined;
   /** Mounted at POST /v1/eval when present. */
   evalService?: EvalService;
+  /** Template garbage collection: POST /v1/admin/gc, and a background run after each deploy and delete. */
+  gc?: TemplateCollector;
   /** Served at /metrics and fed by every invocation, when present. */
   metrics?: SnapfnMetrics;
   /** Where unexpected errors are reported (defaults to console.error). */

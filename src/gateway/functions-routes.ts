@@ -31,6 +31,7 @@ export function mountFunctionRoutes(app: Hono<GatewayEnv>, deps: GatewayDeps): v
   app.delete('/v1/functions/:name', async (c) => {
     const name = c.req.param('name');
     await removeFunction(deps, name);
+    deps.gc?.schedule(`delete of ${name}`);
     return c.json({ deleted: true, name });
   });
 

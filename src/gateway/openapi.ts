@@ -16,6 +16,7 @@ import {
   ScheduleRequest,
   VersionList,
 } from '../schemas/api.ts';
+import { GcReport, GcRequest } from '../schemas/gc.ts';
 
 type JsonSchema = Record<string, unknown>;
 
@@ -55,6 +56,8 @@ export function openApiDocument(): JsonSchema {
     DeleteResponse: schemaOf(DeleteResponse, 'output'),
     HealthResponse: schemaOf(HealthResponse, 'output'),
     ErrorBody: schemaOf(ErrorBody, 'output'),
+    GcRequest: schemaOf(GcRequest, 'input'),
+    GcReport: schemaOf(GcReport, 'output'),
   };
   return {
     openapi: '3.0.3',
@@ -109,6 +112,13 @@ export function openApiDocument(): JsonSchema {
           summary: 'New version with another cron schedule (null removes it), same template',
           requestBody: { required: true, content: json('ScheduleRequest') },
           responses: { '200': ok('FunctionView'), ...common, '409': error('No active version') },
+        },
+      },
+      '/v1/admin/gc': {
+        post: {
+          summary: 'Remove templates no kept version, eval language or running sandbox needs (dryRun: only report)',
+          requestBody: { required: false, content: json('GcRequest') },
+          responses: { '200': ok('GcReport'), '400': common['400'], '401': common['401'], '403': common['403'] },
         },
       },
       '/v1/invocations/{id}': {

@@ -4,6 +4,8 @@ import type { InvocationOutcome, WireRequest } from '../schemas/invocation.ts';
 import type { ProgressFn, Sandbox, SandboxDriver, Template, TemplateSource } from '../sandbox/driver.ts';
 import { SandboxCapacity, type Grant } from './capacity.ts';
 import { Teardowns } from './teardowns.ts';
+import { TemplateUse } from './template-use.ts';
+import { templateGate } from '../sandbox/template/template-gate.ts';
 import { activeFunction, isSound, type ActiveFunction } from './active-function.ts';
 import type { Deployment, InvocationEngine, InvokeResult, OrchestratorStats, PhaseTimings } from './types.ts';
 
@@ -39,6 +41,7 @@ export class Orchestrator<D extends SandboxDriver = SandboxDriver> implements In
   readonly #idleTrimMs: number;
   readonly #functions = new Map<string, ActiveFunction>();
   readonly #teardowns: Teardowns;
+  readonly #templateUse = new TemplateUse();
   #busy = 0;
   #inFlight = 0;
   #poolHits = 0;
@@ -76,16 +79,24 @@ export class Orchestrator<D extends SandboxDriver = SandboxDriver> implements In
   }
 
   async activate(deployment: Deployment): Promise<void> {
-    const template = await this.#driver.loadTemplate(deployment.templateId);
-    if (!template) throw new NotFoundError(`template ${deployment.templateId} of ${deployment.name} v${deployment.version} is not built on this node`);
-    const previous = this.#functions.get(deployment.name);
-    if (previous && previous.template.id === template.id) {
-      previous.deployment = deployment;
-    } else {
-      if (previous) this.#drain(previous);
-      this.#functions.set(deployment.name, activeFunction(deployment, template));
-    }
+    // Shared side of the template gate: the collector cannot remove the template between load and use.
+    await templateGate.shared(async () => {
+      const template = await this.#driver.loadTemplate(deployment.templateId);
+      if (!template) throw new NotFoundError(`template ${deployment.templateId} of ${deployment.name} v${deployment.version} is not built on this node`);
+      const previous = this.#functions.get(deployment.name);
+      if (previous && previous.template.id === template.id) {
+        previous.deployment = deployment;
+      } else {
+        if (previous) this.#drain(previous);
+        this.#functions.set(deployment.name, activeFunction(deployment, template));
+      }
+    });
     this.#refill();
+  }
+
+  /** Templates this node needs right now: of active functions, and of every sandbox not yet destroyed. */
+  templatesInUse(): string[] {
+    return [...new Set([...[...this.#functions.values()].map((fn) => fn.template.id), ...this.#templateUse.ids()])];
   }
 
   async deactivate(name: string): Promise<void> {
@@ -266,9 +277,9 @@ export class Orchestrator<D extends SandboxDriver = SandboxDriver> implements In
     this.#restores++;
     const options = { memoryMb: fn.deployment.config.memoryMb, network: fn.deployment.config.network };
     try {
-      return await this.#driver.resume(fn.template, options);
+      return await this.#templateUse.resume(this.#driver, fn.template, options);
     } catch {
-      return await this.#driver.resume(fn.template, options);
+      return await this.#templateUse.resume(this.#driver, fn.template, options);
     }
   }
 
@@ -369,8 +380,8 @@ export class Orchestrator<D extends SandboxDriver = SandboxDriver> implements In
       if (this.#capacity.waiting > 0 || !this.#capacity.tryReserve(fn.deployment.name)) return;
       fn.filling++;
       this.#teardowns.track(
-        this.#driver
-          .resume(fn.template, { memoryMb: fn.deployment.config.memoryMb, network: fn.deployment.config.network })
+        this.#templateUse
+          .resume(this.#driver, fn.template, { memoryMb: fn.deployment.config.memoryMb, network: fn.deployment.config.network })
           .then(async (sandbox) => {
             await sandbox.warmup().catch(() => {});
             return sandbox;

@@ -62,6 +62,8 @@ export interface InvocationEngine {
   /** Invocations inside invoke() right now: waiting for a place, restoring or running. */
   inFlight?(): number;
   stats(): OrchestratorStats;
+  /** Templates this node runs or restores from right now; the template collector keeps them. */
+  templatesInUse?(): Iterable<string>;
   /** Which sandbox driver serves, for /metrics and logs. */
   driverInfo?(): { name: string; platform: string };
   close(): Promise<void>;

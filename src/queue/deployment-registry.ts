@@ -70,6 +70,33 @@ export class DeploymentRegistry {
     return new Map(Object.entries(all).map(([name, v]) => [name, Number(v)]));
   }
 
+  /**
+   * Template ids of every published deployment, superseded ones included
+   * (worker nodes may still run jobs pinned to them): the template
+   * collector keeps these.
+   */
+  async templateIds(): Promise<Set<string>> {
+    const ids = new Set<string>();
+    let cursor = '0';
+    do {
+      const [next, keys] = await this.#redis.scan(cursor, 'MATCH', `${KEY_PREFIX}:deployment:*`, 'COUNT', 500);
+      cursor = next;
+      if (keys.length === 0) continue;
+      for (const raw of await this.#redis.mget(...keys)) {
+        if (raw === null) continue;
+        let json: unknown;
+        try {
+          json = JSON.parse(raw);
+        } catch {
+          continue;
+        }
+        const parsed = DeploymentRecord.safeParse(json);
+        if (parsed.success) ids.add(parsed.data.templateId);
+      }
+    } while (cursor !== '0');
+    return ids;
+  }
+
   /** The function was deleted: forget every version. */
   async unpublish(name: string): Promise<void> {
     const keys: string[] = [];

@@ -4,6 +4,7 @@ import type { CliIO, Command, CommandContext } from './context.ts';
 import { deploy } from './commands/deploy.ts';
 import { env } from './commands/env.ts';
 import { evaluate } from './commands/eval.ts';
+import { gc } from './commands/gc.ts';
 import { invocation } from './commands/invocation.ts';
 import { invoke } from './commands/invoke.ts';
 import { list } from './commands/list.ts';
@@ -14,7 +15,7 @@ import { schedule } from './commands/schedule.ts';
 import { versions } from './commands/versions.ts';
 import { worker } from './commands/worker.ts';
 
-const COMMANDS: Command[] = [deploy, invoke, invocation, list, logs, rollback, versions, env, schedule, remove, evaluate, worker];
+const COMMANDS: Command[] = [deploy, invoke, invocation, list, logs, rollback, versions, env, schedule, remove, evaluate, gc, worker];
 /** Other names some commands answer to. */
 const ALIASES: Record<string, Command> = { list, remove, status: invocation };
 
