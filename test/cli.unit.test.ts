@@ -1,6 +1,5 @@
 import assert from 'node:assert/strict';
 import fs from 'node:fs/promises';
-import net from 'node:net';
 import os from 'node:os';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -11,17 +10,10 @@ import { FunctionStore } from '../src/registry/function-store.ts';
 import { FunctionView } from '../src/schemas/api.ts';
 import { runCli } from './helpers/cli-harness.ts';
 import { FakeEngine } from './helpers/fake-engine.ts';
+import { freePort } from '../src/queue/free-port.ts';
 
 const FN_BIN = fileURLToPath(new URL('../wrangler-free-deploy/bin/fn.js', import.meta.url));
 const KEY = 'cli-test-key-0123456789';
-
-async function freePort(): Promise<number> {
-  const server = net.createServer();
-  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
-  const port = (server.address() as net.AddressInfo).port;
-  await new Promise((resolve) => server.close(resolve));
-  return port;
-}
 
 const oneLineError = (stderr: string) => {
   assert.equal(stderr.split('\n').filter(Boolean).length, 1, `expected one stderr line, got: ${stderr}`);

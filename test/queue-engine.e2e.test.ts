@@ -6,7 +6,6 @@ import assert from 'node:assert/strict';
 import { spawn } from 'node:child_process';
 import { once } from 'node:events';
 import fs from 'node:fs/promises';
-import net from 'node:net';
 import path from 'node:path';
 import { after, before, describe, test } from 'node:test';
 import { fileURLToPath } from 'node:url';
@@ -19,6 +18,7 @@ import { ResultStream } from '../src/queue/result-stream.ts';
 import { bodyJson, deployFixture, get, tempHome, type TestEngine } from './support/engine.ts';
 import { leftovers } from './support/leaks.ts';
 import { startTestRedis, waitFor, type TestRedis } from './support/redis.ts';
+import { freePort } from '../src/queue/free-port.ts';
 
 const WORKER_ENTRY = fileURLToPath(new URL('../src/worker.ts', import.meta.url));
 
@@ -143,14 +143,3 @@ describe('queue through the real engine', () => {
     }
   });
 });
-
-function freePort(): Promise<number> {
-  return new Promise((resolve, reject) => {
-    const server = net.createServer();
-    server.once('error', reject);
-    server.listen(0, '127.0.0.1', () => {
-      const { port } = server.address() as net.AddressInfo;
-      server.close(() => resolve(port));
-    });
-  });
-}

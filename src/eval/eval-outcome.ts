@@ -1,17 +1,12 @@
 import { z } from 'zod';
 import { RestoreFailedError, SnapfnError } from '../errors.ts';
 import type { InvokeResult } from '../orchestrator/types.ts';
-import type { EvalErrorCode, EvalRequest, EvalResult } from '../schemas/eval.ts';
+import { EvalResult, type EvalErrorCode, type EvalRequest } from '../schemas/eval.ts';
 
 /** What runtime/eval/eval-handler.mjs answers from inside the sandbox. */
-const HandlerReply = z.object({
-  result: z.unknown(),
-  stdout: z.string(),
-  stderr: z.string(),
-  stdoutTruncated: z.boolean(),
-  stderrTruncated: z.boolean(),
-  exitCode: z.number().int().nullable(),
+const HandlerReply = EvalResult.pick({ result: true, stdout: true, stderr: true, stdoutTruncated: true, stderrTruncated: true, exitCode: true }).extend({
   runMs: z.number(),
+  // Checked against the known codes below, not here: an unknown one becomes runtime_error.
   error: z.object({ code: z.string(), message: z.string() }).optional(),
 });
 
