@@ -8,7 +8,10 @@ import os from 'node:os';
 import path from 'node:path';
 import { fileURLToPath, pathToFileURL } from 'node:url';
 import { parseArgs } from 'node:util';
-import { bundleHandler } from '../src/deploy/bundle.ts';
+import { execa } from 'execa';
+import { prepareSource } from '../src/deploy/prepare-source.ts';
+
+type FunctionSource = { sourceDir: string; sourceHash: string };
 import { createEngine } from '../src/orchestrator/index.ts';
 import type { Deployment } from '../src/orchestrator/types.ts';
 import { FunctionConfig, type FunctionConfigInput } from '../src/schemas/function-config.ts';
@@ -61,7 +64,7 @@ const REQUEST: WireRequest = { method: 'GET', url: 'http://localhost/fn/bench', 
  * Returns undefined when no extra driver is requested, so the caller adds
  * nothing to the result and the default run is unchanged.
  */
-export async function benchDrivers(options: { quick: boolean; bundleFile: string; functionName: string; progress: (m: string) => void }): Promise<Record<string, DriverBench> | undefined> {
+export async function benchDrivers(options: { quick: boolean; source: FunctionSource; functionName: string; progress: (m: string) => void }): Promise<Record<string, DriverBench> | undefined> {
   const drivers = requestedDrivers();
   if (drivers.length === 0) return undefined;
   const out: Record<string, DriverBench> = {};
@@ -69,15 +72,15 @@ export async function benchDrivers(options: { quick: boolean; bundleFile: string
   return out;
 }
 
-async function benchOne(driver: ExtraDriver, o: { quick: boolean; bundleFile: string; functionName: string; progress: (m: string) => void }): Promise<DriverBench> {
+async function benchOne(driver: ExtraDriver, o: { quick: boolean; source: FunctionSource; functionName: string; progress: (m: string) => void }): Promise<DriverBench> {
   // Fewer samples than the main run: under TCG a restore is ~1 s.
   const n = o.quick ? 8 : 20;
   const home = await fs.mkdtemp(path.join(os.tmpdir(), `snapfn-bench-${driver}-`));
   const engine = await createEngine({ home, maxSandboxes: 2, poolSize: 0, driver });
   try {
     o.progress(`${driver}: template build (${engine.driverInfo().platform})`);
-    const [buildMs, template] = await timed(() => engine.buildTemplate({ functionName: o.functionName, bundleFile: o.bundleFile, network: 'none' }));
-    const [egressBuildMs] = await timed(() => engine.buildTemplate({ functionName: o.functionName, bundleFile: o.bundleFile, network: 'egress' }));
+    const [buildMs, template] = await timed(() => engine.buildTemplate({ functionName: o.functionName, ...o.source, network: 'none' }));
+    const [egressBuildMs] = await timed(() => engine.buildTemplate({ functionName: o.functionName, ...o.source, network: 'egress' }));
     const deploy = async (name: string, config: FunctionConfigInput): Promise<Deployment> => {
       const d: Deployment = { name, version: 1, templateId: template.id, config: FunctionConfig.parse({ ...((template.handlerConfig ?? {}) as FunctionConfigInput), ...config, poolSize: 0 }), env: {} };
       await engine.activate(d);
@@ -109,7 +112,7 @@ async function benchOne(driver: ExtraDriver, o: { quick: boolean; bundleFile: st
     for (let i = 0; i < colds; i++) {
       let sandbox: Sandbox | undefined;
       const [ms] = await timed(async () => {
-        sandbox = await engine.driver.coldBoot({ functionName: o.functionName, bundleFile: o.bundleFile, network: 'none' }, { memoryMb: 256, network: 'none' });
+        sandbox = await engine.driver.coldBoot({ functionName: o.functionName, ...o.source, network: 'none' }, { memoryMb: 256, network: 'none' });
         const outcome = await sandbox.invoke(REQUEST, { timeoutMs: 30_000, env: {}, invocationId: `${driver}-cold-${i}` });
         if (!outcome.ok) throw new Error(`${driver} cold boot: ${outcome.error.code}: ${outcome.error.message}`);
       });
@@ -157,9 +160,10 @@ if (process.argv[1] && import.meta.url === pathToFileURL(process.argv[1]).href) 
   const dir = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..', 'functions', name);
   const tmp = await fs.mkdtemp(path.join(os.tmpdir(), 'snapfn-bench-bundle-'));
   try {
-    const bundleFile = path.join(tmp, 'handler.mjs');
-    await bundleHandler(dir, 'index.ts', bundleFile, { maxBytes: 50 * 1024 * 1024 });
-    const drivers = await benchDrivers({ quick: !!values.quick, bundleFile, functionName: name, progress });
+    const sourceDir = path.join(tmp, 'src');
+    await execa('cp', ['-a', dir, sourceDir]);
+    const prepared = await prepareSource(sourceDir);
+    const drivers = await benchDrivers({ quick: !!values.quick, source: { sourceDir, sourceHash: prepared.hash }, functionName: name, progress });
     if (!drivers) throw new Error('set SNAPFN_BENCH_DRIVERS (e.g. qemu)');
     process.stderr.write(driversTable(drivers).join('\n') + '\n');
     process.stdout.write(JSON.stringify({ function: name, drivers }) + '\n');

@@ -14,6 +14,7 @@ import type { Orchestrator } from '../src/orchestrator/orchestrator.ts';
 import type { Sandbox } from '../src/sandbox/driver.ts';
 import type { GvisorDriver } from '../src/sandbox/gvisor/gvisor-driver.ts';
 import { startSnapfn } from '../src/snapfn.ts';
+import { FUNCTION_META_PATH, hashSourceDir, type FunctionMeta } from '../src/sandbox/template/function-source.ts';
 import { GatewayClient } from './gateway-client.ts';
 import { sandboxMemory } from './memory.ts';
 import { writeResults, table, type BenchResult, type Scenario } from './report.ts';
@@ -58,11 +59,13 @@ async function main(): Promise<void> {
     const [buildMs] = await timed(() => client.deploy(FUNCTION_DIR, 'bench-restore', { poolSize: 0 }));
     const serving = await snapfn.store.serving('bench-restore');
     const template = (await engine.driver.loadTemplate(serving!.deployment.templateId))!;
-    const bundleFile = path.join(template.dir, 'bundle', 'handler.mjs');
-    const source = { functionName: fnName, bundleFile, network: 'none' as const };
+    const sourceDir = path.join(template.dir, 'bundle');
+    const fnSource = { sourceDir, sourceHash: await hashSourceDir(sourceDir) };
+    const source = { functionName: fnName, ...fnSource, network: 'none' as const };
+    const entryFile = path.join(sourceDir, (JSON.parse(await fs.readFile(path.join(sourceDir, FUNCTION_META_PATH), 'utf8')) as FunctionMeta).entry);
 
     progress('(a) node floor: a fresh plain `node` process runs the same bundle, no sandbox');
-    scenarios.node_floor = await sample('node floor', N, () => execa(process.execPath, [path.join(HERE, 'node-floor.mjs'), bundleFile]));
+    scenarios.node_floor = await sample('node floor', N, () => execa(process.execPath, [path.join(HERE, 'node-floor.mjs'), entryFile]));
 
     // Cold boot has no HTTP path, so it is compared with a restore at the
     // same (engine) level, sample by sample in turn: both see the same load.
@@ -180,7 +183,7 @@ async function main(): Promise<void> {
       uffd,
     };
     // SNAPFN_BENCH_DRIVERS (bench/drivers.ts): other drivers' columns; nothing when unset.
-    const drivers = await benchDrivers({ quick, bundleFile, functionName: fnName, progress });
+    const drivers = await benchDrivers({ quick, source: fnSource, functionName: fnName, progress });
     if (drivers) result.drivers = drivers;
     await writeResults(path.join(HERE, 'results'), result);
     process.stderr.write('\n' + table(result) + '\n\n');

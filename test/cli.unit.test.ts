@@ -78,7 +78,7 @@ describe('fn CLI against a gateway (fake engine)', () => {
     const run = await runCli(['deploy', 'nodefault'], { env, cwd: work });
     assert.equal(run.code, 1);
     oneLineError(run.stderr);
-    assert.match(run.stderr, /^fn: invalid_handler: index\.js has no default export/);
+    assert.match(run.stderr, /^fn: invalid_handler: index\.js exports no handler: /);
   });
 
   it('deploy validates flags with the API schemas before uploading', async () => {

@@ -1,3 +1,4 @@
+import { HANDLER_SHAPES_HINT } from '../src/deploy/handler-shapes.ts';
 import assert from 'node:assert/strict';
 import { after, before, describe, it } from 'node:test';
 import { GatewayFixture, HELLO } from './helpers/gateway-fixture.ts';
@@ -16,11 +17,11 @@ describe('deploy: validation before streaming (plain JSON errors)', () => {
   });
   after(() => f.close());
 
-  it('400s a handler without a default export (invalid_handler)', async () => {
-    const reply = await f.deploy({ name: 'nodefault', files: { 'index.ts': 'export const handler = () => 1;\n' } });
+  it('400s a module that exports no handler, naming the shapes it accepts (invalid_handler)', async () => {
+    const reply = await f.deploy({ name: 'nodefault', files: { 'index.ts': 'export const helper = () => 1;\n' } });
     assert.equal(reply.status, 400);
     assert.match(reply.contentType, /application\/json/);
-    assert.deepEqual(reply.json, { error: { code: 'invalid_handler', message: 'index.ts has no default export: write `export default async function (request) { ... }`' } });
+    assert.deepEqual(reply.json, { error: { code: 'invalid_handler', message: `index.ts exports no handler: ${HANDLER_SHAPES_HINT}` } });
     assert.equal(f.engine.builds, 0);
   });
 
@@ -99,7 +100,7 @@ describe('deploy: the pipeline', () => {
     assert.equal(reply.status, 200);
     assert.match(reply.contentType, /application\/x-ndjson/);
     const steps = reply.events.filter((e) => e.type === 'progress').map((e) => (e as { step: string }).step);
-    assert.deepEqual(steps, ['bundled', 'rootfs', 'boot', 'warm', 'checkpoint', 'done', 'activating', 'activated']);
+    assert.deepEqual(steps, ['prepared', 'rootfs', 'boot', 'warm', 'checkpoint', 'done', 'activating', 'activated']);
     const last = reply.events.at(-1)!;
     assert.equal(last.type, 'result');
     if (last.type === 'result') {

@@ -1,5 +1,6 @@
 // End to end through real runsc sandboxes, real network namespaces and real
 // checkpoint/restore: the core engine (issue 2).
+import { singleModuleSource } from '../src/sandbox/template/function-source.ts';
 import assert from 'node:assert/strict';
 import fs from 'node:fs/promises';
 import net from 'node:net';
@@ -174,19 +175,19 @@ describe('core engine (gVisor)', () => {
     await fs.mkdir(dir, { recursive: true });
     const file = path.join(dir, 'v.mjs');
     await fs.writeFile(file, 'export default () => ({ v: 1 });\n');
-    const a = await engine.buildTemplate({ functionName: 'v', bundleFile: file, network: 'none' });
-    const again = await engine.buildTemplate({ functionName: 'v', bundleFile: file, network: 'none' });
+    const a = await engine.buildTemplate({ functionName: 'v', ...(await singleModuleSource(file)), network: 'none' });
+    const again = await engine.buildTemplate({ functionName: 'v', ...(await singleModuleSource(file)), network: 'none' });
     assert.equal(again.id, a.id);
     assert.equal(again.buildMs, a.buildMs, 'an unchanged bundle was rebuilt');
     await fs.writeFile(file, 'export default () => ({ v: 2 });\n');
-    const b = await engine.buildTemplate({ functionName: 'v', bundleFile: file, network: 'none' });
+    const b = await engine.buildTemplate({ functionName: 'v', ...(await singleModuleSource(file)), network: 'none' });
     assert.notEqual(b.id, a.id);
     const { outcome } = await engine.invoke({ name: 'v', version: 2, templateId: b.id, config: (await import('../src/schemas/function-config.ts')).FunctionConfig.parse({}), env: {} }, get('http://localhost/fn/v'), { invocationId: 'v2' });
     assert.deepEqual(bodyJson(outcome), { v: 2 });
   });
 
   test('a bundle without a default export function fails its build with a clear error', async () => {
-    await assert.rejects(engine.buildTemplate({ functionName: 'bad', bundleFile: path.join(FIXTURES, 'no-default.mjs'), network: 'none' }), /invalid_handler: the default export is missing/);
+    await assert.rejects(engine.buildTemplate({ functionName: 'bad', ...(await singleModuleSource(path.join(FIXTURES, 'no-default.mjs'))), network: 'none' }), /invalid_handler: the module exports no handler \(its default export is missing\)/);
   });
 });
 

@@ -2,6 +2,7 @@
 // detection rules, the tap network inside a namespace, drive files), and its
 // end-to-end tests, which run only where a firecracker binary, hardware KVM
 // and a guest image exist and otherwise skip saying why.
+import { singleModuleSource } from '../src/sandbox/template/function-source.ts';
 import assert from 'node:assert/strict';
 import { execa } from 'execa';
 import fs from 'node:fs/promises';
@@ -9,7 +10,8 @@ import os from 'node:os';
 import path from 'node:path';
 import { after, before, describe, test } from 'node:test';
 import { fileURLToPath } from 'node:url';
-import { copyOnWriteDrive, writeBundleDrive } from '../src/sandbox/firecracker/drive-files.ts';
+import { copyOnWriteDrive } from '../src/sandbox/firecracker/drive-files.ts';
+import { writeSourceImage } from '../src/sandbox/template/function-source.ts';
 import { GUEST_IP, TAP_DEVICE, TAP_HOST_IP } from '../src/sandbox/firecracker/guest-layout.ts';
 import { detectFirecracker, type HostProbe } from '../src/sandbox/firecracker/host-support.ts';
 import { firecrackerDriverIfSupported } from '../src/sandbox/firecracker/select-driver.ts';
@@ -103,9 +105,10 @@ describe('firecracker drive files', () => {
     assert.equal((await fs.readFile(mine)).subarray(4096, 4103).toString(), 'written');
   });
 
-  test('the bundle drive is an ext4 image holding handler.mjs', { timeout: 20_000 }, async () => {
+  test('the function drive is an ext4 image of the function directory', { timeout: 20_000 }, async () => {
     const image = path.join(dir, 'bundle.ext4');
-    await writeBundleDrive(path.join(FIXTURES, 'hello.mjs'), image);
+    const { sourceDir } = await singleModuleSource(path.join(FIXTURES, 'hello.mjs'));
+    await writeSourceImage(sourceDir, image);
     const { stdout } = await execa('debugfs', ['-R', 'cat /handler.mjs', image], { stderr: 'ignore' });
     assert.equal(stdout.trim(), (await fs.readFile(path.join(FIXTURES, 'hello.mjs'), 'utf8')).trim());
   });
@@ -128,7 +131,7 @@ describe('firecracker e2e', { skip: e2eSkip, timeout: 5 * 60_000 }, () => {
     assert.ok(selected.driver, selected.reason);
     const driver = selected.driver;
     try {
-      const template = await driver.buildTemplate({ functionName: 'hello', bundleFile: path.join(FIXTURES, 'hello.mjs'), network: 'none' });
+      const template = await driver.buildTemplate({ functionName: 'hello', ...(await singleModuleSource(path.join(FIXTURES, 'hello.mjs'))), network: 'none' });
       const ws = JSON.parse(await fs.readFile(path.join(template.dir, 'working-set.json'), 'utf8')) as { offsets: number[] };
       assert.ok(ws.offsets.length > 0, 'the recorded working set is empty');
       const sandbox = await driver.resume(template, { memoryMb: 256, network: 'none' });

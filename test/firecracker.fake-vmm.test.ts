@@ -6,6 +6,7 @@
 // against our page server) and the real envd dialling the vsock socket path.
 //
 // This same file is the fake `firecracker` binary when SNAPFN_FAKE_FIRECRACKER=1.
+import { singleModuleSource } from '../src/sandbox/template/function-source.ts';
 import assert from 'node:assert/strict';
 import { spawn, type ChildProcess } from 'node:child_process';
 import crypto from 'node:crypto';
@@ -116,7 +117,7 @@ if (process.env.SNAPFN_FAKE_FIRECRACKER === '1') {
       });
       try {
         const steps: string[] = [];
-        const template = await driver.buildTemplate({ functionName: 'hello', bundleFile: HANDLER, network: 'none' }, (step) => steps.push(step));
+        const template = await driver.buildTemplate({ functionName: 'hello', ...(await singleModuleSource(HANDLER)), network: 'none' }, (step) => steps.push(step));
         assert.deepEqual(steps, ['boot', 'warm', 'checkpoint', 'record-working-set', 'record-working-set', 'done']);
         assert.equal(template.imageBytes, MEMORY_BYTES);
         const ws = JSON.parse(await fs.readFile(path.join(template.dir, 'working-set.json'), 'utf8'));

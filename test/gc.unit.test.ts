@@ -14,6 +14,13 @@ import { TemplateStore } from '../src/sandbox/template/template-store.ts';
 import { runCli } from './helpers/cli-harness.ts';
 import { FakeEngine } from './helpers/fake-engine.ts';
 
+/** A one-file function directory, as a deploy would hand the store. */
+async function moduleDir(code: string): Promise<string> {
+  const dir = await fs.mkdtemp(path.join(os.tmpdir(), 'snapfn-source-'));
+  await fs.writeFile(path.join(dir, 'handler.mjs'), code);
+  return dir;
+}
+
 const id = (n: number) => n.toString(16).padStart(24, '0');
 
 describe('retention rule', () => {
@@ -102,7 +109,7 @@ describe('TemplateCollector (real registry, fake templates)', () => {
     for (let v = 1; v <= 5; v++) {
       await fakeTemplate(id(v));
       await store.lock('f', async () => {
-        const version = await store.addVersion('f', draft(id(v)), 'export default () => 1');
+        const version = await store.addVersion('f', draft(id(v)), await moduleDir('export default () => 1'));
         await store.setActive('f', version.version);
       });
     }

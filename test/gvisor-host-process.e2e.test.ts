@@ -2,6 +2,7 @@
 // 6): sandboxes are started by the RunscLauncher (not forked from snapfn),
 // keepWarm pauses with the sandbox's own cgroup freezer, and destroy kills
 // the Sentry and lets the foreground runsc clean up. Real runsc throughout.
+import { singleModuleSource } from '../src/sandbox/template/function-source.ts';
 import assert from 'node:assert/strict';
 import fs from 'node:fs/promises';
 import path from 'node:path';
@@ -44,7 +45,7 @@ describe('gVisor host processes', () => {
   before(async () => {
     home = await tempHome('hostproc');
     driver = await GvisorDriver.create({ home, networkSlots: 3 });
-    template = await driver.buildTemplate({ functionName: 'hello', bundleFile: path.join(FIXTURES, 'hello.mjs'), network: 'none' });
+    template = await driver.buildTemplate({ functionName: 'hello', ...(await singleModuleSource(path.join(FIXTURES, 'hello.mjs'))), network: 'none' });
   });
 
   after(async () => {

@@ -2,6 +2,7 @@
 // saved with QEMU migration, a fresh QEMU process restored per invocation.
 // Runs under TCG on machines without hardware KVM, so every wait is bounded
 // generously and the suite builds only four templates.
+import { singleModuleSource } from '../src/sandbox/template/function-source.ts';
 import assert from 'node:assert/strict';
 import fs from 'node:fs/promises';
 import net from 'node:net';
@@ -142,7 +143,7 @@ export default async function (request) {
 
 async function deployFile(engine: TestEngine, name: string, bundleFile: string, config: FunctionConfigInput = {}): Promise<Deployment> {
   const network = FunctionConfig.parse(config).network;
-  const template = await engine.buildTemplate({ functionName: name, bundleFile, network });
+  const template = await engine.buildTemplate({ functionName: name, ...(await singleModuleSource(bundleFile)), network });
   const deployment: Deployment = { name, version: 1, templateId: template.id, config: FunctionConfig.parse({ ...((template.handlerConfig ?? {}) as FunctionConfigInput), ...config }), env: {} };
   await engine.activate(deployment);
   return deployment;

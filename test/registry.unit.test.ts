@@ -11,6 +11,13 @@ import { KeyedMutex } from '../src/registry/keyed-mutex.ts';
 import { FunctionConfig } from '../src/schemas/function-config.ts';
 import type { InvocationLogEntry } from '../src/schemas/api.ts';
 
+/** A one-file function directory, as a deploy would hand the store. */
+async function moduleDir(code: string): Promise<string> {
+  const dir = await fs.mkdtemp(path.join(os.tmpdir(), 'snapfn-source-'));
+  await fs.writeFile(path.join(dir, 'handler.mjs'), code);
+  return dir;
+}
+
 const HASH = 'a'.repeat(64);
 
 function entry(i: number, text = ''): InvocationLogEntry {
@@ -40,7 +47,8 @@ describe('FunctionStore', () => {
   });
 
   it('numbers versions 1, 2, ... and keeps the function inactive until setActive', async () => {
-    const v1 = await store.lock('fn', () => store.addVersion('fn', draft(), 'export default 1'));
+    const source = await moduleDir('export default 1');
+    const v1 = await store.lock('fn', () => store.addVersion('fn', draft(), source));
     const v2 = await store.lock('fn', () => store.addVersion('fn', draft({ S: 'secret-value' }), undefined));
     assert.deepEqual([v1.version, v2.version], [1, 2]);
     assert.equal((await store.get('fn'))?.active, null);

@@ -15,11 +15,9 @@
 import net from 'node:net';
 import fs from 'node:fs';
 import { Buffer } from 'node:buffer';
-import crypto, { randomUUID } from 'node:crypto';
-import { syncBuiltinESMExports } from 'node:module';
+import { randomUUID } from 'node:crypto';
 
 const SOCKET_PATH = process.env.SNAPFN_ENVD_SOCKET ?? '/run/snapfn/envd.sock';
-const HANDLER_PATH = process.env.SNAPFN_HANDLER ?? '/fn/handler.mjs';
 const MAX_LOG_BYTES = Number(process.env.SNAPFN_MAX_LOG_BYTES ?? 64 * 1024);
 // Poll interval while waiting for the host's socket to appear (after boot and
 // after every restore). A stat is cheap; a pending connect() at checkpoint
@@ -74,114 +72,20 @@ process.on('unhandledRejection', (err) => {
   process.stderr.write(`unhandled rejection: ${err?.stack ?? err}\n`);
 });
 
-// ---- fresh randomness after every restore ---------------------------------
-//
-// Every sandbox restored from one template starts with the same V8 and
-// OpenSSL random state: it is part of the snapshot. Left alone, Math.random,
-// crypto.randomUUID and crypto.randomBytes return the same values in every
-// sandbox. gVisor's /dev/urandom draws from the host on every read, so the
-// random APIs are re-pointed at it, and bytes buffered before a (re)connect
-// are thrown away. This runs before the handler is imported, so modules that
-// keep a reference to these functions get the fresh ones too.
-const urandomFd = fs.openSync('/dev/urandom', 'r');
-const POOL_BYTES = 4096;
-let pool = Buffer.alloc(0);
-let poolOffset = 0;
+import { installFreshRandomness, refreshRandomness } from './randomness.mjs';
+import { loadFunction } from './function-module.mjs';
+import { startVirtioSerial } from './virtio-serial.mjs';
 
-function readUrandom(target) {
-  for (let off = 0; off < target.length; ) off += fs.readSync(urandomFd, target, off, target.length - off, null);
-}
+// Before the handler is imported, so modules that keep a reference to the
+// random functions get the fresh ones too.
+installFreshRandomness();
 
-function freshBytes(n) {
-  if (n > POOL_BYTES / 4) {
-    const out = Buffer.allocUnsafe(n);
-    readUrandom(out);
-    return out;
-  }
-  if (poolOffset + n > pool.length) {
-    pool = Buffer.allocUnsafe(POOL_BYTES);
-    readUrandom(pool);
-    poolOffset = 0;
-  }
-  const out = Buffer.from(pool.subarray(poolOffset, poolOffset + n));
-  poolOffset += n;
-  return out;
-}
+// ---- loading the function ------------------------------------------------
 
-/** Called on every connect: after a restore, nothing buffered in the snapshot may be handed out. */
-function forgetEntropy() {
-  pool = Buffer.alloc(0);
-  poolOffset = 0;
-}
-
-function fillView(view, offset = 0, size) {
-  const bytes = ArrayBuffer.isView(view) ? new Uint8Array(view.buffer, view.byteOffset, view.byteLength) : new Uint8Array(view);
-  const length = size ?? bytes.length - offset;
-  bytes.set(freshBytes(length), offset);
-  return view;
-}
-
-function uuidV4() {
-  const b = freshBytes(16);
-  b[6] = (b[6] & 0x0f) | 0x40;
-  b[8] = (b[8] & 0x3f) | 0x80;
-  const h = b.toString('hex');
-  return `${h.slice(0, 8)}-${h.slice(8, 12)}-${h.slice(12, 16)}-${h.slice(16, 20)}-${h.slice(20)}`;
-}
-
-function randomInt(min, max, callback) {
-  if (max === undefined || typeof max === 'function') [min, max, callback] = [0, min, max];
-  if (!Number.isSafeInteger(min) || !Number.isSafeInteger(max) || max <= min) throw new RangeError('randomInt needs safe integers with min < max');
-  const range = max - min;
-  // Rejection sampling over 48 bits keeps the result unbiased.
-  const limit = 2 ** 48 - (2 ** 48 % range);
-  let x;
-  do x = freshBytes(6).readUIntBE(0, 6);
-  while (x >= limit);
-  const value = min + (x % range);
-  if (typeof callback === 'function') process.nextTick(callback, null, value);
-  else return value;
-}
-
-Math.random = () => {
-  const b = freshBytes(8);
-  return (b.readUInt32BE(0) * 2 ** 21 + (b.readUInt32BE(4) >>> 11)) / 2 ** 53;
-};
-crypto.randomBytes = (size, callback) => {
-  const out = freshBytes(size);
-  if (typeof callback === 'function') process.nextTick(callback, null, out);
-  else return out;
-};
-crypto.pseudoRandomBytes = crypto.randomBytes;
-crypto.randomFillSync = (view, offset, size) => fillView(view, offset, size);
-crypto.randomFill = (view, offset, size, callback) => {
-  const cb = [offset, size, callback].find((a) => typeof a === 'function');
-  fillView(view, typeof offset === 'number' ? offset : 0, typeof size === 'number' ? size : undefined);
-  process.nextTick(cb, null, view);
-};
-crypto.randomUUID = () => uuidV4();
-crypto.randomInt = randomInt;
-// crypto.getRandomValues is a getter for webcrypto's; patching webcrypto below covers it.
-for (const target of [globalThis.crypto, crypto.webcrypto]) {
-  if (!target) continue;
-  Object.defineProperty(target, 'getRandomValues', { value: (view) => fillView(view), configurable: true, writable: true });
-  Object.defineProperty(target, 'randomUUID', { value: () => uuidV4(), configurable: true, writable: true });
-}
-syncBuiltinESMExports();
-
-// ---- loading the handler --------------------------------------------------
-
-let handler = null;
-let handlerConfig = null;
-let loadError = null;
-try {
-  const mod = await import(HANDLER_PATH);
-  handler = mod.default;
-  handlerConfig = mod.config === undefined ? null : JSON.parse(JSON.stringify(mod.config));
-  if (typeof handler !== 'function') loadError = { code: 'invalid_handler', message: `the default export is ${handler === undefined ? 'missing' : `a ${typeof handler}`}, not a function` };
-} catch (err) {
-  loadError = { code: 'load_failed', message: String(err?.message ?? err), stack: err?.stack };
-}
+const fn = await loadFunction();
+const { loadError } = fn;
+const handlerConfig = fn.config ?? null;
+let restored = null;
 
 // ---- invocations ----------------------------------------------------------
 
@@ -219,24 +123,58 @@ async function toWireResponse(value) {
   };
 }
 
-async function invoke(msg, run = handler) {
+/** A cron tick (the scheduler's own headers; the gateway strips them from HTTP requests). */
+function scheduleOf(wire) {
+  const header = (name) => wire.headers.find(([k]) => k.toLowerCase() === name)?.[1];
+  if (header('x-fn-trigger') !== 'schedule') return undefined;
+  return { cron: (header('x-fn-schedule') ?? '').replace(/\s*\(.*\)$/, '') };
+}
+
+/** What one invocation runs: the shape's fetch/handler, or its scheduled handler on a cron tick. */
+function runnerFor(wire, invocation) {
+  if (!fn.call) return undefined;
+  if (invocation.schedule && fn.scheduled) return () => fn.scheduled(invocation);
+  if (invocation.schedule && fn.shape === 'workers') {
+    return () => {
+      throw new Error('this Workers module has no scheduled() handler, but the function has a schedule');
+    };
+  }
+  return () => fn.call(toRequest(wire), invocation);
+}
+
+async function invoke(msg, run) {
   invocations++;
   process.env = { ...baseEnv, ...msg.env };
   capture = { logs: [], bytes: 0, truncated: false, start: performance.now() };
+  const background = [];
+  const info = msg.invocation ?? {};
+  const invocation = {
+    id: info.id ?? msg.invocationId ?? randomUUID(),
+    functionName: info.functionName ?? 'function',
+    version: info.version,
+    memoryMb: info.memoryMb ?? 256,
+    deadline: Date.now() + msg.timeoutMs,
+    env: msg.env ?? {},
+    schedule: scheduleOf(msg.request),
+    waitUntil: (promise) => {
+      background.push(Promise.resolve(promise));
+    },
+  };
+  const call = run ?? runnerFor(msg.request, invocation);
   let timer;
   try {
-    if (!run) return { ok: false, error: loadError };
+    if (!call) return { outcome: { ok: false, error: loadError } };
     // The host kills the whole sandbox at the hard deadline; this softer one
     // turns a handler stuck on a promise into a clean error first.
     const timeout = new Promise((_, reject) => {
       timer = setTimeout(() => reject(Object.assign(new Error(`handler did not finish within ${msg.timeoutMs} ms`), { code: 'timeout' })), msg.timeoutMs);
     });
-    const value = await Promise.race([Promise.resolve().then(() => run(toRequest(msg.request))), timeout]);
+    const value = await Promise.race([Promise.resolve().then(call), timeout]);
     const response = await Promise.race([toWireResponse(value), timeout]);
-    return { ok: true, response };
+    return { outcome: { ok: true, response }, background: backgroundOf(background, invocation.deadline) };
   } catch (err) {
     const code = err?.code === 'timeout' || err?.code === 'invalid_response' ? err.code : 'handler_error';
-    return { ok: false, error: errorOf(err, code) };
+    return { outcome: { ok: false, error: errorOf(err, code) }, background: backgroundOf(background, invocation.deadline) };
   } finally {
     clearTimeout(timer);
     const c = capture;
@@ -245,6 +183,25 @@ async function invoke(msg, run = handler) {
   }
 }
 let lastCapture = null;
+
+/**
+ * ctx.waitUntil work, settled after the response was sent (rejections are
+ * logged, not raised) and bounded by the invocation's deadline. Promises
+ * added later, from inside the first ones, count too.
+ */
+function backgroundOf(list, deadline) {
+  if (list.length === 0) return undefined;
+  const drain = async () => {
+    for (let i = 0; i < list.length; i++) {
+      await list[i].catch((err) => process.stderr.write(`waitUntil: ${err?.stack ?? err}\n`));
+    }
+  };
+  let timer;
+  const expired = new Promise((resolve) => {
+    timer = setTimeout(() => resolve('timeout'), Math.max(0, deadline - Date.now()));
+  });
+  return Promise.race([drain().then(() => 'settled'), expired]).finally(() => clearTimeout(timer));
+}
 
 // Stands in for the user's handler in a rehearsal: it touches what most
 // handlers touch (URL and query parsing, the body, JSON, a Response, logs).
@@ -266,12 +223,29 @@ async function rehearse(msg) {
   const outcomes = [];
   for (const as of ['json', 'response']) {
     const request = { method: 'POST', url: `http://localhost/__snapfn/rehearsal?q=1&as=${as}`, headers: [['content-type', 'text/plain']], bodyBase64: Buffer.from('rehearsal').toString('base64') };
-    const outcome = await invoke({ request, env: {}, timeoutMs: msg.timeoutMs ?? 5000 }, rehearsalHandler);
+    const wire = { request, env: {}, timeoutMs: msg.timeoutMs ?? 5000 };
+    const { outcome } = await invoke(wire, () => rehearsalHandler(toRequest(request)));
     invocations--;
     outcomes.push({ ...outcome, logs: lastCapture.logs, logsTruncated: lastCapture.truncated });
   }
   lastCapture = null;
   return outcomes;
+}
+
+/** The function's own hook, timed; a throw becomes { ok: false, error }. */
+async function runHook(name, hook) {
+  const started = performance.now();
+  capture = { logs: [], bytes: 0, truncated: false, start: started };
+  try {
+    await hook();
+    return { ok: true, ms: Math.round(performance.now() - started) };
+  } catch (err) {
+    return { ok: false, ms: Math.round(performance.now() - started), error: errorOf(err, `${name}_failed`) };
+  } finally {
+    const c = capture;
+    capture = null;
+    for (const line of c.logs) realWrite[line.stream](line.text);
+  }
 }
 
 // ---- the host channel -----------------------------------------------------
@@ -286,8 +260,10 @@ async function handle(socket, msg) {
       send(socket, { type: 'pong', id: msg.id, invocations, rssBytes: process.memoryUsage.rss() });
       return;
     case 'invoke': {
-      const outcome = await invoke(msg);
-      send(socket, { type: 'result', id: msg.id, outcome: { ...outcome, logs: lastCapture.logs, logsTruncated: lastCapture.truncated } });
+      const { outcome, background } = await invoke(msg);
+      send(socket, { type: 'result', id: msg.id, outcome: { ...outcome, logs: lastCapture.logs, logsTruncated: lastCapture.truncated }, ...(background ? { waitUntil: true } : {}) });
+      // Not awaited: the next message may run while this one's waitUntil work finishes.
+      background?.then((state) => send(socket, { type: 'settled', id: msg.id, state }));
       return;
     }
     case 'rehearse': {
@@ -307,6 +283,14 @@ async function handle(socket, msg) {
         await toWireResponse(new Response('warm', { headers: { 'x-warm': '1' } }));
       }
       await rehearse(msg);
+      // The function's own warm-up runs once, here, right before the checkpoint.
+      if (fn.beforeSnapshot) {
+        const hook = await runHook('before_snapshot', fn.beforeSnapshot);
+        if (!hook.ok) {
+          send(socket, { type: 'error', id: msg.id, error: hook.error });
+          return;
+        }
+      }
       send(socket, { type: 'warmed', id: msg.id });
       return;
     }
@@ -361,6 +345,31 @@ function serve(socket) {
   socket.on('error', () => {});
 }
 
+/**
+ * A new host: after boot, and after every restore (the snapshot was taken
+ * while envd waited for one). From the second on this is a restored sandbox:
+ * fresh randomness first, then the function's afterRestore hook, both
+ * before hello, so no invocation can run before them.
+ */
+async function greet(connection) {
+  connectCount++;
+  refreshRandomness();
+  if (connectCount > 1 && fn.afterRestore) restored = await runHook('after_restore', fn.afterRestore);
+  send(connection, {
+    type: 'hello',
+    bootId,
+    connectCount,
+    invocations,
+    handlerType: fn.call ? 'function' : 'undefined',
+    handlerShape: fn.shape ?? null,
+    handlerConfig,
+    loadError,
+    afterRestore: restored,
+    nodeVersion: process.version,
+  });
+  serve(connection);
+}
+
 function waitForHost() {
   if (!fs.existsSync(SOCKET_PATH)) {
     setTimeout(waitForHost, DIAL_POLL_MS);
@@ -368,130 +377,12 @@ function waitForHost() {
   }
   const socket = net.connect(SOCKET_PATH);
   socket.once('connect', () => {
-    connectCount++;
-    forgetEntropy();
-    send(socket, {
-      type: 'hello',
-      bootId,
-      connectCount,
-      invocations,
-      handlerType: typeof handler,
-      handlerConfig,
-      loadError,
-      nodeVersion: process.version,
-    });
-    serve(socket);
+    greet(socket).catch((err) => realWrite.stderr(`envd: ${err?.stack ?? err}\n`));
   });
   socket.once('error', () => {
     socket.destroy();
     setTimeout(waitForHost, DIAL_POLL_MS);
   });
-}
-
-// ---- second transport: a virtio-serial port (QEMU microVM driver) ---------
-//
-// Selected by SNAPFN_ENVD_TRANSPORT=virtio-serial (runtime/guest/init sets
-// it); without it nothing below runs. The port is a character device whose
-// host end is a QEMU chardev socket that a *new* QEMU process owns after every
-// restore, so envd cannot dial anything: it learns about the host from the
-// port itself. The guest kernel makes read() return 0 while no host is
-// connected and block while one is; the host speaks first (a bare newline,
-// which the line parser skips), and the first bytes after a hang-up mean "a
-// new host": envd answers with hello exactly as after a socket dial.
-
-function findVirtioPort(name) {
-  let entries = [];
-  try {
-    entries = fs.readdirSync('/sys/class/virtio-ports');
-  } catch {
-    return null; // virtio_console not bound yet: the caller retries
-  }
-  for (const entry of entries) {
-    try {
-      if (fs.readFileSync(`/sys/class/virtio-ports/${entry}/name`, 'utf8').trim() === name) return `/dev/${entry}`;
-    } catch {}
-  }
-  return null;
-}
-
-/** Just enough of net.Socket for serve() and handle(): data in, write, end. */
-class PortConnection {
-  constructor(fd) {
-    this.fd = fd;
-    this.ended = false;
-    this.listeners = { data: [], close: [], error: [] };
-    this.writes = Promise.resolve();
-  }
-  setEncoding() {}
-  on(event, fn) {
-    this.listeners[event]?.push(fn);
-    return this;
-  }
-  emitData(text) {
-    for (const fn of this.listeners.data) fn(text);
-  }
-  write(text) {
-    if (this.ended) return false;
-    const buf = Buffer.from(text);
-    // Serialised: concurrent fs.write calls on one fd may interleave.
-    this.writes = this.writes.then(() => new Promise((resolve) => writeAll(this.fd, buf, resolve)));
-    return true;
-  }
-  end(callback) {
-    // A port cannot hang up: stop answering and let the host close its end.
-    this.writes.then(() => {
-      this.ended = true;
-      portState.connection = null;
-      callback?.();
-    });
-  }
-  destroy() {
-    this.ended = true;
-  }
-}
-
-function writeAll(fd, buf, done) {
-  fs.write(fd, buf, 0, buf.length, null, (err, n) => {
-    if (err || n >= buf.length) return done();
-    writeAll(fd, buf.subarray(n), done);
-  });
-}
-
-const portState = { connection: null };
-
-function startVirtioSerial() {
-  const name = process.env.SNAPFN_ENVD_PORT_NAME ?? 'org.snapfn.envd';
-  const device = findVirtioPort(name);
-  if (!device) {
-    setTimeout(startVirtioSerial, 50);
-    return;
-  }
-  const fd = fs.openSync(device, 'r+');
-  const buf = Buffer.alloc(64 * 1024);
-  let decoder = new TextDecoder();
-  const readLoop = () => {
-    fs.read(fd, buf, 0, buf.length, null, (err, n) => {
-      if (err || n === 0) {
-        // No host (or it just left): the next bytes belong to a new one.
-        if (portState.connection) portState.connection.ended = true;
-        portState.connection = null;
-        decoder = new TextDecoder();
-        setTimeout(readLoop, DIAL_POLL_MS * 2);
-        return;
-      }
-      if (!portState.connection) {
-        const conn = new PortConnection(fd);
-        portState.connection = conn;
-        connectCount++;
-        forgetEntropy();
-        send(conn, { type: 'hello', bootId, connectCount, invocations, handlerType: typeof handler, handlerConfig, loadError, nodeVersion: process.version });
-        serve(conn);
-      }
-      portState.connection.emitData(decoder.decode(buf.subarray(0, n), { stream: true }));
-      readLoop();
-    });
-  };
-  readLoop();
 }
 
 if (process.env.SNAPFN_ENVD_TRANSPORT === 'virtio-serial') {
@@ -500,6 +391,5 @@ if (process.env.SNAPFN_ENVD_TRANSPORT === 'virtio-serial') {
   // envd forever (and the host until the timeout). Dying by SIGKILL skips the
   // join; init then ends the VM and the host sees a crashed sandbox.
   process.on('exit', () => process.kill(process.pid, 'SIGKILL'));
-  startVirtioSerial();
-}
-else waitForHost();
+  startVirtioSerial((connection) => greet(connection).catch((err) => realWrite.stderr(`envd: ${err?.stack ?? err}\n`)));
+} else waitForHost();

@@ -7,9 +7,9 @@ import type { Template } from '../sandbox/driver.ts';
 import type { FunctionStore } from '../registry/function-store.ts';
 import type { DeployRequest } from '../schemas/api.ts';
 import type { FunctionConfig } from '../schemas/function-config.ts';
-import { bundleHandler, type HandlerBundle } from './bundle.ts';
 import { mergeConfig } from './config-merge.ts';
-import { findEntryPoint } from './entry-point.ts';
+import { InvalidConfigError } from './deploy-errors.ts';
+import { prepareSource, type PreparedSource } from './prepare-source.ts';
 import { deployFingerprint } from './fingerprint.ts';
 import { activateVersion, type Released } from './activate.ts';
 import { templateGate } from '../sandbox/template/template-gate.ts';
@@ -31,26 +31,26 @@ export interface DeployOutcome extends Released {
 
 /**
  * A deploy in two phases. `prepare` does everything that can reject the
- * upload quickly (validation, size, bundling, the default-export check), so
+ * upload quickly (validation, size, transpiling, the static export check), so
  * those failures are ordinary HTTP errors; `run` does the slow part (template
  * build, activation) while progress streams to the client.
  */
 export class PreparedDeploy {
   readonly request: DeployRequest;
-  readonly bundle: HandlerBundle;
+  readonly source: PreparedSource;
   readonly fingerprint: string;
   readonly #deps: DeployDeps;
   readonly #workDir: string;
 
-  private constructor(deps: DeployDeps, request: DeployRequest, workDir: string, bundle: HandlerBundle) {
+  private constructor(deps: DeployDeps, request: DeployRequest, workDir: string, source: PreparedSource) {
     this.#deps = deps;
     this.request = request;
     this.#workDir = workDir;
-    this.bundle = bundle;
-    this.fingerprint = deployFingerprint({ bundleHash: bundle.hash, config: request.config, env: request.env, secretNames: Object.keys(request.secrets ?? {}) });
+    this.source = source;
+    this.fingerprint = deployFingerprint({ bundleHash: source.hash, config: request.config, env: request.env, secretNames: Object.keys(request.secrets ?? {}) });
   }
 
-  /** Writes and bundles the upload. The caller must `close()` the result. */
+  /** Writes the upload and prepares it as the function directory. The caller must `close()` the result. */
   static async prepare(deps: DeployDeps, request: DeployRequest): Promise<PreparedDeploy> {
     checkUploadSize(request.files, deps.maxBundleBytes);
     const workDir = await fs.mkdtemp(path.join(os.tmpdir(), `snapfn-deploy-${request.name}-`));
@@ -58,9 +58,8 @@ export class PreparedDeploy {
       const sourceDir = path.join(workDir, 'src');
       await fs.mkdir(sourceDir);
       await writeUpload(sourceDir, request.files);
-      const entry = await findEntryPoint(sourceDir);
-      const bundle = await bundleHandler(sourceDir, entry, path.join(workDir, 'out', 'handler.mjs'), { maxBytes: deps.maxBundleBytes });
-      return new PreparedDeploy(deps, request, workDir, bundle);
+      const source = await prepareSource(sourceDir, { handler: request.config?.handler });
+      return new PreparedDeploy(deps, request, workDir, source);
     } catch (err) {
       await fs.rm(workDir, { recursive: true, force: true });
       throw err;
@@ -80,7 +79,7 @@ export class PreparedDeploy {
   async #run(onProgress: DeployProgress, options: { skipIfUnchanged?: boolean }): Promise<DeployOutcome> {
     const { engine, store, queue } = this.#deps;
     const { name } = this.request;
-    onProgress('bundled', { bytes: this.bundle.bytes, bundleHash: this.bundle.hash });
+    onProgress('prepared', { files: this.source.files, bytes: this.source.bytes, entry: this.source.entry, sourceHash: this.source.hash });
     if (options.skipIfUnchanged) {
       const unchanged = await this.#activeIfUnchanged();
       if (unchanged) return { ...unchanged, unchanged: true };
@@ -93,6 +92,9 @@ export class PreparedDeploy {
     let network: FunctionConfig['network'] = patch.network ?? 'none';
     let template = await this.#build(network, onProgress);
     const config = mergeConfig(template.handlerConfig, patch);
+    if (config.handler !== patch.handler) {
+      throw new InvalidConfigError('`handler` names the module to load, so it cannot come from that module\'s own `export const config`: give it to fn deploy --handler (or the API\'s config.handler)');
+    }
     if (config.network !== network) {
       network = config.network;
       onProgress('rebuild', { network });
@@ -100,12 +102,11 @@ export class PreparedDeploy {
     }
     onProgress('activating', { templateId: template.id });
     const secrets = this.request.secrets ?? {};
-    const bundle = await fs.readFile(this.bundle.file);
     const released = await store.lock(name, async () => {
       const version = await store.addVersion(
         name,
-        { templateId: template.id, source: 'deploy', config, env: this.request.env ?? {}, secrets, bundleHash: this.bundle.hash, fingerprint: this.fingerprint },
-        bundle,
+        { templateId: template.id, source: 'deploy', config, env: this.request.env ?? {}, secrets, bundleHash: this.source.hash, fingerprint: this.fingerprint },
+        this.source.dir,
       );
       return activateVersion({ engine, store, queue }, name, version);
     });
@@ -118,7 +119,7 @@ export class PreparedDeploy {
   }
 
   #build(network: FunctionConfig['network'], onProgress: DeployProgress): Promise<Template> {
-    return this.#deps.engine.buildTemplate({ functionName: this.request.name, bundleFile: this.bundle.file, network }, onProgress);
+    return this.#deps.engine.buildTemplate({ functionName: this.request.name, sourceDir: this.source.dir, sourceHash: this.source.hash, network }, onProgress);
   }
 
   async #activeIfUnchanged(): Promise<Released | undefined> {

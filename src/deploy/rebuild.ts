@@ -1,5 +1,9 @@
+import fs from 'node:fs/promises';
+import os from 'node:os';
+import path from 'node:path';
 import { NotFoundError } from '../errors.ts';
-import type { VersionRecord } from '../registry/function-store.ts';
+import type { FunctionStore, VersionRecord } from '../registry/function-store.ts';
+import { hashSourceDir, singleModuleSource } from '../sandbox/template/function-source.ts';
 import { templateGate } from '../sandbox/template/template-gate.ts';
 import { activateVersion, type ReleaseDeps, type Released } from './activate.ts';
 
@@ -30,7 +34,7 @@ export function activateOrRebuild(deps: ReleaseDeps, name: string, version: Vers
  */
 export async function rebuild(deps: ReleaseDeps, name: string, base: VersionRecord): Promise<Released> {
   const { engine, store } = deps;
-  const template = await engine.buildTemplate({ functionName: name, bundleFile: store.bundleFile(name, base.bundleHash), network: base.config.network });
+  const template = await withStoredSource(store, name, base.bundleHash, (source) => engine.buildTemplate({ functionName: name, ...source, network: base.config.network }));
   if (template.id === base.templateId) return activateVersion(deps, name, base);
   const secrets = await store.secretsOf(name, base.version);
   const version = await store.addVersion(
@@ -39,4 +43,22 @@ export async function rebuild(deps: ReleaseDeps, name: string, base: VersionReco
     undefined,
   );
   return activateVersion(deps, name, version);
+}
+
+/**
+ * A version's function directory, recreated from the source store for the
+ * length of `work`; a version deployed before whole directories were kept
+ * has its single-file bundle instead.
+ */
+async function withStoredSource<T>(store: FunctionStore, name: string, hash: string, work: (source: { sourceDir: string; sourceHash: string }) => Promise<T>): Promise<T> {
+  const tmp = await fs.mkdtemp(path.join(os.tmpdir(), `snapfn-rebuild-${name}-`));
+  try {
+    const sourceDir = path.join(tmp, 'src');
+    if (await store.sources.materialize(hash, sourceDir)) return await work({ sourceDir, sourceHash: await hashSourceDir(sourceDir) });
+    const legacy = store.legacyBundleFile(name, hash);
+    if (!(await fs.access(legacy).then(() => true, () => false))) throw new NotFoundError(`the source ${hash} of ${name} is not stored`);
+    return await work(await singleModuleSource(legacy, path.join(tmp, 'legacy')));
+  } finally {
+    await fs.rm(tmp, { recursive: true, force: true });
+  }
 }

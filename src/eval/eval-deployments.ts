@@ -2,6 +2,7 @@ import path from 'node:path';
 import type { Deployment, InvocationEngine } from '../orchestrator/types.ts';
 import type { ProgressFn } from '../sandbox/driver.ts';
 import { FunctionConfig } from '../schemas/function-config.ts';
+import { singleModuleSource } from '../sandbox/template/function-source.ts';
 import { templateGate } from '../sandbox/template/template-gate.ts';
 import { writeEvalBundle, type RuntimeLanguage } from './eval-bundle.ts';
 
@@ -52,9 +53,10 @@ export class EvalDeployments {
     for (const language of options.languages) {
       try {
         const bundleFile = await writeEvalBundle(language, path.join(options.workDir, 'bundles'));
+        const source = await singleModuleSource(bundleFile, path.join(options.workDir, 'sources'));
         // Build and activation under the template gate: the collector must not see the template unclaimed in between.
         await templateGate.shared(async () => {
-          const template = await options.engine.buildTemplate({ functionName: `${PREFIX}${language}`, bundleFile, network: 'none', rootfs: 'eval' }, options.onProgress);
+          const template = await options.engine.buildTemplate({ functionName: `${PREFIX}${language}`, ...source, network: 'none', rootfs: 'eval' }, options.onProgress);
           deployments.#templates.set(language, template.id);
           await deployments.#activate(deployments.#describe(language, MEMORY_BUCKETS_MB[0]!, false));
         });

@@ -3,11 +3,14 @@ import type { WireRequest, WireResponse } from '../schemas/invocation.ts';
 /** Connection-level headers describe one hop; they must not be forwarded to the handler or back to the client. */
 const HOP_BY_HOP = new Set(['connection', 'keep-alive', 'proxy-connection', 'transfer-encoding', 'upgrade', 'te', 'trailer', 'proxy-authorization']);
 
+/** Only the scheduler sets these (a handler trusts them to tell a cron tick from a call): never from a client. */
+const TRIGGER_HEADERS = ['x-fn-trigger', 'x-fn-schedule'];
+
 const NULL_BODY_STATUSES = new Set([101, 204, 205, 304]);
 
 /** `url` replaces the request's own (the gateway consumes some query flags). */
 export function toWireRequest(request: Request, body: Buffer, options: { dropHeaders?: string[]; url?: string } = {}): WireRequest {
-  const drop = new Set([...HOP_BY_HOP, ...(options.dropHeaders ?? [])]);
+  const drop = new Set([...HOP_BY_HOP, ...TRIGGER_HEADERS, ...(options.dropHeaders ?? [])]);
   const headers: Array<[string, string]> = [];
   for (const [name, value] of request.headers) if (!drop.has(name)) headers.push([name, value]);
   const hasBody = body.length > 0 && request.method !== 'GET' && request.method !== 'HEAD';

@@ -166,7 +166,14 @@ export class Orchestrator<D extends SandboxDriver = SandboxDriver> implements In
         const started = performance.now();
         let outcome: InvocationOutcome;
         try {
-          outcome = await sandbox.invoke(request, { timeoutMs: deployment.config.timeoutMs, env: deployment.env, invocationId: options.invocationId });
+          outcome = await sandbox.invoke(request, {
+            timeoutMs: deployment.config.timeoutMs,
+            env: deployment.env,
+            invocationId: options.invocationId,
+            functionName: deployment.name,
+            version: deployment.version,
+            memoryMb: deployment.config.memoryMb,
+          });
         } finally {
           this.#busy--;
           fn!.busy--;
@@ -175,8 +182,10 @@ export class Orchestrator<D extends SandboxDriver = SandboxDriver> implements In
         timings.handlerMs = performance.now() - started;
         const sound = isSound(sandbox, outcome);
         // Teardown (runsc kill/pause) and the pool refill after it are CPU
-        // work: let the caller send its response first.
-        this.#teardowns.track(new Promise<void>((done) => setImmediate(() => (this.#release(fn!, sandbox, sound), done()))));
+        // work: let the caller send its response first. ctx.waitUntil work
+        // keeps the sandbox (and its place) until it settles.
+        const settled = sound && sandbox.settled ? sandbox.settled() : Promise.resolve();
+        this.#teardowns.track(settled.then(() => new Promise<void>((done) => setImmediate(() => (this.#release(fn!, sandbox, sound), done())))));
         return { outcome, timings };
       } finally {
         this.#inFlight--;

@@ -6,6 +6,8 @@ import { FunctionName, type FunctionConfig } from '../schemas/function-config.ts
 import { readJsonFile, writeFileAtomic } from './atomic-file.ts';
 import { InvocationLog } from './invocation-log.ts';
 import { KeyedMutex } from './keyed-mutex.ts';
+import { BlobStore } from './blob-store.ts';
+import { SourceStore } from './source-store.ts';
 import { FunctionRecord, SecretsFile, VersionRecord } from './records.ts';
 
 export { FunctionRecord, VersionRecord } from './records.ts';
@@ -43,8 +45,12 @@ const PRIVATE_DIR_MODE = 0o700;
  *   function.json          name, active version, timestamps
  *   versions/<n>.json      one VersionRecord per version, never rewritten
  *   secrets.json           secret values per version (0600, never returned by the API)
- *   bundles/<sha256>.mjs   the bundled handler of each version
+ *   bundles/<sha256>.mjs   the bundled handler of a version deployed before sources were kept whole
  *   logs/                  invocation log (see InvocationLog)
+ *
+ * A version's source (the whole function directory as mounted at /fn) is
+ * kept by content: `<home>/sources/<sha256>.json` lists its files, whose
+ * bytes live once in `<home>/blobs` (see SourceStore, BlobStore).
  *
  * Only this process writes these files, so an in-memory cache of what each
  * function serves is coherent; every write goes through a per-function lock.
@@ -52,19 +58,25 @@ const PRIVATE_DIR_MODE = 0o700;
 export class FunctionStore {
   readonly root: string;
   readonly logs: InvocationLog;
+  /** File contents by sha256, shared by every function (uploads land here). */
+  readonly blobs: BlobStore;
+  readonly sources: SourceStore;
   readonly #mutex = new KeyedMutex();
   readonly #serving = new Map<string, Promise<ServingVersion | undefined>>();
 
-  private constructor(root: string, logs: InvocationLog) {
+  private constructor(root: string, logs: InvocationLog, blobs: BlobStore, sources: SourceStore) {
     this.root = root;
     this.logs = logs;
+    this.blobs = blobs;
+    this.sources = sources;
   }
 
   static async open(home: string, options: FunctionStoreOptions = {}): Promise<FunctionStore> {
     const root = path.join(home, 'functions');
     await fs.mkdir(root, { recursive: true, mode: PRIVATE_DIR_MODE });
     const logs = new InvocationLog((name) => path.join(root, checkedName(name), 'logs'), { maxBytes: options.maxLogBytes });
-    return new FunctionStore(root, logs);
+    const blobs = new BlobStore(path.join(home, 'blobs'));
+    return new FunctionStore(root, logs, blobs, new SourceStore(path.join(home, 'sources'), blobs));
   }
 
   /** Runs `work` with exclusive write access to function `name`. */
@@ -145,20 +157,20 @@ export class FunctionStore {
     return all[String(version)] ?? {};
   }
 
-  bundleFile(name: string, bundleHash: string): string {
+  /** Where a version deployed before whole sources were kept has its single-file bundle. */
+  legacyBundleFile(name: string, bundleHash: string): string {
     return path.join(this.#dir(name), 'bundles', `${bundleHash}.mjs`);
   }
 
   /**
    * Stores a version (not yet active); creates the function on its first
-   * version. `bundle` may be omitted when a version with the same bundleHash
-   * already stored it. Call under `lock(name)`.
+   * version. `sourceDir` (the prepared function directory) may be omitted
+   * when a version with the same bundleHash already stored it. Call under `lock(name)`.
    */
-  async addVersion(name: string, draft: NewVersion, bundle: Buffer | string | undefined): Promise<VersionRecord> {
+  async addVersion(name: string, draft: NewVersion, sourceDir: string | undefined): Promise<VersionRecord> {
     const dir = this.#dir(name);
     const now = new Date().toISOString();
     await fs.mkdir(path.join(dir, 'versions'), { recursive: true, mode: PRIVATE_DIR_MODE });
-    await fs.mkdir(path.join(dir, 'bundles'), { recursive: true });
     await fs.mkdir(path.join(dir, 'logs'), { recursive: true });
     const fn = (await this.get(name)) ?? { name, active: null, createdAt: now, updatedAt: now };
     const existing = await this.versions(name);
@@ -174,10 +186,9 @@ export class FunctionStore {
       bundleHash: draft.bundleHash,
       fingerprint: draft.fingerprint,
     });
-    const bundleFile = this.bundleFile(name, draft.bundleHash);
-    if (!(await exists(bundleFile))) {
-      if (bundle === undefined) throw new NotFoundError(`the bundle ${draft.bundleHash} of ${name} is not stored`);
-      await writeFileAtomic(bundleFile, bundle);
+    if (!(await this.sources.has(draft.bundleHash)) && !(await exists(this.legacyBundleFile(name, draft.bundleHash)))) {
+      if (sourceDir === undefined) throw new NotFoundError(`the source ${draft.bundleHash} of ${name} is not stored`);
+      await this.sources.save(draft.bundleHash, sourceDir);
     }
     if (record.secretNames.length > 0) {
       const secrets = await this.#readSecrets(name);

@@ -24,7 +24,7 @@ export const VersionRecord = z.object({
   config: FunctionConfig,
   env: z.record(z.string(), z.string()),
   secretNames: z.array(z.string()),
-  /** sha256 of the bundled handler; its file is kept so the template can be rebuilt. */
+  /** sha256 of the function's source (the prepared directory mounted at /fn); kept so the template can be rebuilt. */
   bundleHash: z.string().regex(/^[0-9a-f]{64}$/),
   /** sha256 of what the deploy asked for besides secrets (config, env): lets a re-deploy of the same thing be a no-op. */
   fingerprint: z.string(),

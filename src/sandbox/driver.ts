@@ -2,10 +2,13 @@ import type { FunctionConfig } from '../schemas/function-config.ts';
 import type { InvocationOutcome, WireRequest } from '../schemas/invocation.ts';
 import type { RootfsFlavor } from './rootfs/base-rootfs.ts';
 
-/** What a template is built from. `bundleFile` is the single-file ESM bundle of the handler. */
+/** What a template is built from: the prepared function directory (see template/function-source.ts). */
 export interface TemplateSource {
   functionName: string;
-  bundleFile: string;
+  /** Mounted read-only at /fn: the upload with its node_modules and assets, plus `.snapfn/function.json`. */
+  sourceDir: string;
+  /** hashSourceDir(sourceDir): part of the template id. */
+  sourceHash: string;
   network: FunctionConfig['network'];
   /** Root filesystem flavor (default `base`); it is part of the template id through the rootfs hash. */
   rootfs?: RootfsFlavor;
@@ -39,6 +42,10 @@ export interface InvokeOptions {
   timeoutMs: number;
   env: Record<string, string>;
   invocationId: string;
+  /** For the handler's context (Lambda's functionName, memoryLimitInMB). */
+  functionName?: string;
+  version?: number;
+  memoryMb?: number;
 }
 
 /** One running sandbox, resumed from a template. Owned by exactly one caller at a time. */
@@ -58,6 +65,12 @@ export interface Sandbox {
    * this off the request path.
    */
   warmup(): Promise<void>;
+  /**
+   * Resolves once the work the handler left running with ctx.waitUntil has
+   * settled (bounded by its timeout): only then may the sandbox be paused
+   * or destroyed. Absent: nothing ever keeps running after a response.
+   */
+  settled?(): Promise<void>;
   /** Freeze the sandbox so it costs no CPU until `unpause` (keepWarm). */
   pause(): Promise<void>;
   unpause(): Promise<void>;

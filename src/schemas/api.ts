@@ -2,6 +2,9 @@ import { z } from 'zod';
 import { EnvVars, FunctionConfig, FunctionName } from './function-config.ts';
 import { InvocationMode, InvocationStatusName, LogLine } from './invocation.ts';
 import { ScheduleSetting } from './schedule.ts';
+import { BundlePath, MAX_BUNDLE_FILES } from './source-manifest.ts';
+
+export { BundlePath, MAX_BUNDLE_FILES, ManifestEntry, SourceManifest, Sha256Hex } from './source-manifest.ts';
 
 /*
  * Request and response shapes of the HTTP API. The gateway validates with
@@ -43,19 +46,7 @@ export const EnvVarMap = boundedRecord(EnvValue);
 /** In an update, `null` deletes a variable; absent names are kept. */
 export const EnvVarPatch = boundedRecord(EnvValue.nullable());
 
-/** A path inside an uploaded bundle: relative, forward slashes, never leaving the bundle. */
-export const BundlePath = z
-  .string()
-  .min(1)
-  .max(1024)
-  .refine(
-    (p) => !p.startsWith('/') && !p.includes('\\') && !p.includes('\0') && p.split('/').every((seg) => seg !== '' && seg !== '.' && seg !== '..'),
-    'bundle paths must be relative, use "/" and contain no "." or ".." segments',
-  );
-
 const Base64 = z.string().regex(/^[A-Za-z0-9+/]*={0,2}$/, 'file contents must be base64');
-
-export const MAX_BUNDLE_FILES = 50_000;
 
 export const BundleFiles = z
   .record(BundlePath, Base64)

@@ -25,6 +25,15 @@ export const FunctionConfig = z
     poolSize: z.number().int().min(0).max(32).optional(),
     /** Max concurrent invocations of this function across all nodes. */
     maxConcurrency: z.number().int().min(1).max(1000).optional(),
+    /**
+     * The module and export to call, `file.export` (Lambda's notation: `index.handler`); default:
+     * package.json "main" or index.*, with the shape detected from its exports.
+     */
+    handler: z
+      .string()
+      .max(256)
+      .regex(/^[A-Za-z0-9_@/.-]+\.[A-Za-z_$][A-Za-z0-9_$]*$/, 'handler is file.export, e.g. index.handler or src/app.default')
+      .optional(),
     /** Max invocations waiting in its queue (beyond: 429); default SNAPFN_MAX_QUEUED_PER_FUNCTION. */
     maxQueued: z.number().int().min(1).max(1_000_000).optional(),
   })

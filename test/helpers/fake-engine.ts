@@ -7,6 +7,7 @@ import { CapacityError, NotFoundError, TemplateBuildError } from '../../src/erro
 import type { Deployment, InvocationEngine, InvokeResult, OrchestratorStats } from '../../src/orchestrator/types.ts';
 import type { ProgressFn, Template, TemplateSource } from '../../src/sandbox/driver.ts';
 import type { InvocationOutcome, LogLine, WireRequest, WireResponse } from '../../src/schemas/invocation.ts';
+import { FUNCTION_META_PATH, type FunctionMeta } from '../../src/sandbox/template/function-source.ts';
 
 interface FakeTemplate extends Template {
   handler: (request: Request) => unknown;
@@ -49,8 +50,7 @@ export class FakeEngine implements InvocationEngine {
   async buildTemplate(source: TemplateSource, onProgress: ProgressFn = () => {}): Promise<Template> {
     const started = performance.now();
     onProgress('rootfs');
-    const bundle = await fs.readFile(source.bundleFile);
-    const id = crypto.createHash('sha256').update(bundle).update(source.network).digest('hex').slice(0, 24);
+    const id = crypto.createHash('sha256').update(source.sourceHash).update(source.network).digest('hex').slice(0, 24);
     const existing = this.templates.get(id);
     if (existing) return existing;
     if (this.failNextBuild) {
@@ -60,9 +60,11 @@ export class FakeEngine implements InvocationEngine {
     }
     onProgress('boot', { templateId: id });
     const dir = path.join(this.dir, id);
-    await fs.mkdir(dir, { recursive: true });
-    const file = path.join(dir, 'handler.mjs');
-    await fs.copyFile(source.bundleFile, file);
+    await fs.rm(dir, { recursive: true, force: true });
+    await fs.cp(source.sourceDir, dir, { recursive: true });
+    const meta = JSON.parse(await fs.readFile(path.join(dir, FUNCTION_META_PATH), 'utf8')) as FunctionMeta;
+    const file = path.join(dir, meta.entry);
+    const imageBytes = (await fs.stat(file)).size;
     let mod: { default?: unknown; config?: unknown };
     try {
       mod = (await import(pathToFileURL(file).href)) as typeof mod;
@@ -78,12 +80,12 @@ export class FakeEngine implements InvocationEngine {
       dir,
       handlerConfig: mod.config === undefined ? null : JSON.parse(JSON.stringify(mod.config)),
       buildMs: Math.round(performance.now() - started),
-      imageBytes: bundle.length,
+      imageBytes,
       handler: mod.default as (request: Request) => unknown,
     };
     this.templates.set(id, template);
     this.builds++;
-    onProgress('done', { templateId: id, imageBytes: bundle.length });
+    onProgress('done', { templateId: id, imageBytes });
     return template;
   }
 

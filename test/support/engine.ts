@@ -1,3 +1,4 @@
+import { singleModuleSource } from '../../src/sandbox/template/function-source.ts';
 import fs from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
@@ -17,7 +18,7 @@ export type TestEngine = Awaited<ReturnType<typeof createEngine>>;
 
 export async function deployFixture(engine: TestEngine, name: string, fixture: string, config: FunctionConfigInput = {}, env: Record<string, string> = {}): Promise<Deployment> {
   const parsed = FunctionConfig.parse(config);
-  const template = await engine.buildTemplate({ functionName: name, bundleFile: path.join(FIXTURES, fixture), network: parsed.network });
+  const template = await engine.buildTemplate({ functionName: name, ...(await singleModuleSource(path.join(FIXTURES, fixture))), network: parsed.network });
   const handlerConfig = (template.handlerConfig ?? {}) as FunctionConfigInput;
   const deployment: Deployment = { name, version: 1, templateId: template.id, config: FunctionConfig.parse({ ...handlerConfig, ...config }), env };
   await engine.activate(deployment);

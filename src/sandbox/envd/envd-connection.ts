@@ -9,22 +9,53 @@ export const EnvdHello = z.object({
   connectCount: z.number(),
   invocations: z.number(),
   handlerType: z.string(),
+  /** snapfn, workers or lambda (null when the module did not load). */
+  handlerShape: z.string().nullable().optional(),
   handlerConfig: z.unknown(),
   loadError: z.object({ code: z.string(), message: z.string(), stack: z.string().optional() }).nullable(),
+  /** The function's afterRestore hook, run before this hello (absent after boot, or without a hook). */
+  afterRestore: z
+    .object({ ok: z.boolean(), ms: z.number(), error: z.object({ code: z.string(), message: z.string(), stack: z.string().optional() }).optional() })
+    .nullable()
+    .optional(),
   nodeVersion: z.string(),
 });
 export type EnvdHello = z.infer<typeof EnvdHello>;
 
+export class AfterRestoreFailedError extends Error {
+  override readonly name = 'AfterRestoreFailedError';
+}
+
+/**
+ * A restored sandbox whose afterRestore hook threw must not serve: it
+ * fails here, in the driver, so the sandbox is discarded like any failed
+ * restore (the function and its other sandboxes are unaffected).
+ */
+export function assertRestoredCleanly(hello: EnvdHello): void {
+  const hook = hello.afterRestore;
+  if (hook && !hook.ok) throw new AfterRestoreFailedError(`afterRestore failed: ${hook.error?.message ?? 'unknown error'}`);
+}
+
 const Reply = z.union([
   EnvdHello,
   z.object({ type: z.literal('pong'), id: z.number(), invocations: z.number(), rssBytes: z.number() }),
-  z.object({ type: z.literal('result'), id: z.number(), outcome: InvocationOutcome }),
+  z.object({ type: z.literal('result'), id: z.number(), outcome: InvocationOutcome, waitUntil: z.boolean().optional() }),
+  z.object({ type: z.literal('settled'), id: z.number(), state: z.enum(['settled', 'timeout']) }),
   z.object({ type: z.literal('checkpoint-ready'), id: z.number() }),
   z.object({ type: z.literal('warmed'), id: z.number() }),
   z.object({ type: z.literal('rehearsed'), id: z.number(), ok: z.boolean(), outcomes: z.array(InvocationOutcome) }),
   z.object({ type: z.literal('error'), id: z.number().optional(), error: z.object({ code: z.string(), message: z.string() }) }),
 ]);
 type Reply = z.infer<typeof Reply>;
+
+/** What envd is told about an invocation besides the request (Lambda's context and Workers' env are built from it). */
+export interface EnvdInvocation {
+  id: string;
+  functionName: string;
+  version?: number;
+  memoryMb: number;
+  env: Record<string, string>;
+}
 
 export class EnvdClosedError extends Error {
   constructor(message = 'envd connection closed') {
@@ -41,6 +72,7 @@ export class EnvdConnection {
   #waiting = new Map<number | 'hello', { resolve: (r: Reply) => void; reject: (e: Error) => void }>();
   #early: Reply[] = [];
   #closed = false;
+  #background: Promise<void> = Promise.resolve();
 
   constructor(socket: net.Socket) {
     this.#socket = socket;
@@ -68,16 +100,37 @@ export class EnvdConnection {
     return reply;
   }
 
-  /** Resolves with the outcome, or rejects with EnvdClosedError / a timeout Error. */
-  async invoke(request: WireRequest, env: Record<string, string>, timeoutMs: number, hardTimeoutMs: number): Promise<InvocationOutcome> {
-    const reply = await this.#request({ type: 'invoke', request, env, timeoutMs }, hardTimeoutMs);
+  /**
+   * Resolves with the outcome, or rejects with EnvdClosedError / a timeout
+   * Error. Work the handler handed to ctx.waitUntil goes on after it:
+   * `settled()` says when it is done.
+   */
+  async invoke(request: WireRequest, invocation: EnvdInvocation, timeoutMs: number, hardTimeoutMs: number): Promise<InvocationOutcome> {
+    const { env, ...info } = invocation;
+    const id = this.#nextId;
+    const reply = await this.#request({ type: 'invoke', request, env, timeoutMs, invocation: info }, hardTimeoutMs);
     if (reply.type !== 'result') throw new Error(`unexpected envd reply ${reply.type}`);
+    if (reply.waitUntil) {
+      // envd bounds it by the invocation's deadline; the grace covers a sandbox too busy to say so.
+      const settled = this.#await(id, timeoutMs + 1000).then(
+        () => {},
+        () => {},
+      );
+      this.#background = Promise.all([this.#background, settled]).then(() => {});
+    }
     return reply.outcome;
+  }
+
+  /** Resolves once the waitUntil work of every invocation so far has settled (or the connection is gone). */
+  settled(): Promise<void> {
+    return this.#background;
   }
 
   /** Warm envd's own code paths before a checkpoint (never runs the handler). */
   async warmup(timeoutMs = 10_000): Promise<void> {
     const reply = await this.#request({ type: 'warmup' }, timeoutMs);
+    // The function's beforeSnapshot hook failing is the one error warm-up can have.
+    if (reply.type === 'error') throw new Error(`${reply.error.code}: ${reply.error.message}`);
     if (reply.type !== 'warmed') throw new Error(`unexpected envd reply ${reply.type}`);
   }
 

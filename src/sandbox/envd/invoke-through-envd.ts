@@ -29,7 +29,8 @@ export async function invokeThroughEnvd(
   explainCrash: (why: string) => Promise<string> = async (why) => why,
 ): Promise<EnvdInvocationEnd> {
   try {
-    const outcome = await connection.invoke(request, options.env, options.timeoutMs, options.timeoutMs + HARD_TIMEOUT_GRACE_MS);
+    const invocation = { id: options.invocationId, functionName: options.functionName ?? 'function', memoryMb: options.memoryMb ?? 256, env: options.env, ...(options.version !== undefined ? { version: options.version } : {}) };
+    const outcome = await connection.invoke(request, invocation, options.timeoutMs, options.timeoutMs + HARD_TIMEOUT_GRACE_MS);
     const timedOut = !outcome.ok && outcome.error.code === 'timeout';
     return { outcome, reusable: !timedOut, hardTimeout: false };
   } catch (err) {

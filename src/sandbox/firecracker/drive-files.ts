@@ -29,19 +29,3 @@ export async function reflinkSupported(dir: string): Promise<boolean> {
     await fs.rm(`${probe}.copy`, { force: true });
   }
 }
-
-/**
- * The function bundle as a small read-only ext4 drive (the guest mounts it
- * at /fn). mkfs.ext4 -d fills it from a directory without mounting anything.
- */
-export async function writeBundleDrive(bundleFile: string, image: string): Promise<void> {
-  const staging = await fs.mkdtemp(path.join(os.tmpdir(), 'snapfn-fc-bundle-'));
-  try {
-    await fs.copyFile(bundleFile, path.join(staging, 'handler.mjs'));
-    const bytes = (await fs.stat(bundleFile)).size;
-    const sizeKb = Math.max(1024, Math.ceil((bytes * 2) / 1024) + 512);
-    await execa('mkfs.ext4', ['-q', '-F', '-L', 'snapfn-fn', '-d', staging, image, `${sizeKb}K`], { stdin: 'ignore' });
-  } finally {
-    await fs.rm(staging, { recursive: true, force: true });
-  }
-}

@@ -5,11 +5,13 @@ import path from 'node:path';
 import { SnapfnError, TemplateBuildError } from '../../errors.ts';
 import type { ProgressFn, ResumeOptions, Sandbox, SandboxDriver, Template, TemplateSource } from '../driver.ts';
 import { EnvdListener } from '../envd/envd-listener.ts';
+import { assertRestoredCleanly } from '../envd/envd-connection.ts';
 import { NetworkSlotPool } from '../network/network-slot-pool.ts';
 import { TemplateStore } from '../template/template-store.ts';
 import { UffdPageServer } from '../uffd/uffd-page-server.ts';
 import { recordWorkingSet, workingSetPath } from '../uffd/working-set.ts';
-import { copyOnWriteDrive, writeBundleDrive } from './drive-files.ts';
+import { copyOnWriteDrive } from './drive-files.ts';
+import { writeSourceImage } from '../template/function-source.ts';
 import { FirecrackerSandbox } from './firecracker-sandbox.ts';
 import { FirecrackerVm } from './firecracker-vm.ts';
 import { bootArgs, ENVD_VSOCK_PORT, FIXED_BUNDLE_DRIVE, FIXED_ROOT_DRIVE, GUEST_CID, GUEST_IFACE, GUEST_MAC, TAP_DEVICE } from './guest-layout.ts';
@@ -112,9 +114,8 @@ export class FirecrackerDriver implements SandboxDriver {
   async templateIdOf(source: TemplateSource): Promise<string> {
     if ((source.rootfs ?? 'base') !== 'base') throw new TemplateBuildError('the firecracker driver only has the base root filesystem');
     this.#imageHash ??= hashFiles([this.#options.kernelImage, this.#options.rootfsImage]);
-    const bundle = await fs.readFile(source.bundleFile);
     const { memoryMb, vcpus } = this.#options;
-    return TemplateStore.templateId([this.name, this.version, await this.#imageHash, bundle, source.network, `${memoryMb}:${vcpus}`]);
+    return TemplateStore.templateId([this.name, this.version, await this.#imageHash, source.sourceHash, source.network, `${memoryMb}:${vcpus}`]);
   }
 
   async buildTemplate(source: TemplateSource, onProgress: ProgressFn = () => {}): Promise<Template> {
@@ -122,7 +123,7 @@ export class FirecrackerDriver implements SandboxDriver {
     return this.#templates.getOrBuild(id, async (tmp) => {
       const started = performance.now();
       await copyOnWriteDrive(this.#options.rootfsImage, path.join(tmp, T.root));
-      await writeBundleDrive(source.bundleFile, path.join(tmp, T.bundle));
+      await writeSourceImage(source.sourceDir, path.join(tmp, T.bundle));
       onProgress('boot', { templateId: id });
       const boot = await this.#start({ kind: 'boot', templateId: id, dir: tmp, egress: source.network === 'egress' }).catch((err) => {
         throw new TemplateBuildError(`the microVM did not boot: ${(err as Error).message}`, { cause: err });
@@ -156,7 +157,7 @@ export class FirecrackerDriver implements SandboxDriver {
     const dir = path.join(this.#sandboxRoot(), `cold-${crypto.randomBytes(4).toString('hex')}`);
     await fs.mkdir(dir, { recursive: true });
     await copyOnWriteDrive(this.#options.rootfsImage, path.join(dir, T.root));
-    await writeBundleDrive(source.bundleFile, path.join(dir, T.bundle));
+    await writeSourceImage(source.sourceDir, path.join(dir, T.bundle));
     const { sandbox } = await this.#start({ kind: 'boot', templateId: 'cold', dir, egress: options.network === 'egress' });
     void sandbox.vm.exited.then(() => fs.rm(dir, { recursive: true, force: true }));
     return sandbox;
@@ -236,6 +237,7 @@ export class FirecrackerDriver implements SandboxDriver {
       const died = Promise.race([vm.died, ...(pageServer ? [pageServer.failed] : [])]);
       const { connection, hello } = await listener.accept(this.#options.envdTimeoutMs, died);
       await listener.close();
+      assertRestoredCleanly(hello);
       const sandbox = new FirecrackerSandbox({ id, templateId: boot.templateId, vm, pageServer, connection, slot, slots: this.#slots, stateDir, onDestroyed: (s) => this.#live.delete(s) });
       this.#live.add(sandbox);
       return { sandbox, hello };

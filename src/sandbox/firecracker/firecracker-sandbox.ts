@@ -57,6 +57,10 @@ export class FirecrackerSandbox implements Sandbox {
     return end.outcome;
   }
 
+  settled(): Promise<void> {
+    return this.#parts.connection.settled();
+  }
+
   async warmup(): Promise<void> {
     await this.#parts.connection.warmup();
   }

@@ -5,9 +5,10 @@ import { trace } from '@opentelemetry/api';
 import { TemplateBuildError } from '../../errors.ts';
 import type { ProgressFn, ResumeOptions, Sandbox, SandboxDriver, Template, TemplateSource } from '../driver.ts';
 import { EnvdListener } from '../envd/envd-listener.ts';
-import type { EnvdHello } from '../envd/envd-connection.ts';
+import { assertRestoredCleanly, type EnvdHello } from '../envd/envd-connection.ts';
 import { NetworkSlotPool } from '../network/network-slot-pool.ts';
 import { ensureRootfs, type RootfsFlavor } from '../rootfs/base-rootfs.ts';
+import { copySourceDir } from '../template/function-source.ts';
 import { TemplateStore } from '../template/template-store.ts';
 import { GvisorSandbox } from './gvisor-sandbox.ts';
 import { NODE_FLAGS, sandboxSpec } from './oci-spec.ts';
@@ -42,7 +43,8 @@ export class GvisorDriver implements SandboxDriver {
   readonly platform = 'ptrace';
   // 2: sandboxes are started by the RunscLauncher, whose stdio a snapshot records.
   // 3: `network: 'none'` runs with runsc --network=none (no slot).
-  readonly version = 'gvisor-3';
+  // 4: /fn is the whole function directory; envd reads .snapfn/function.json.
+  readonly version = 'gvisor-4';
   readonly #home: string;
   readonly #runsc: Runsc;
   readonly #templates: TemplateStore;
@@ -78,8 +80,7 @@ export class GvisorDriver implements SandboxDriver {
 
   async templateIdOf(source: TemplateSource): Promise<string> {
     const rootfs = await ensureRootfs(this.#home, source.rootfs ?? 'base');
-    const bundle = await fs.readFile(source.bundleFile);
-    return TemplateStore.templateId([this.name, this.version, rootfs.hash, bundle, source.network, NODE_FLAGS.join(' ')]);
+    return TemplateStore.templateId([this.name, this.version, rootfs.hash, source.sourceHash, source.network, NODE_FLAGS.join(' ')]);
   }
 
   loadTemplate(id: string): Promise<Template | undefined> {
@@ -92,8 +93,7 @@ export class GvisorDriver implements SandboxDriver {
     return this.#templates.getOrBuild(id, async (tmp) => {
       const started = performance.now();
       const bundleDir = path.join(tmp, 'bundle');
-      await fs.mkdir(bundleDir);
-      await fs.copyFile(source.bundleFile, path.join(bundleDir, 'handler.mjs'));
+      await copySourceDir(source.sourceDir, bundleDir);
       onProgress('boot', { templateId: id });
       const rootfs = source.rootfs ?? 'base';
       const boot = await this.#start('run', { bundleDir, templateId: id, memoryMb: BUILD_MEMORY_MB, network: source.network, rootfs }).catch((err) => {
@@ -139,9 +139,8 @@ export class GvisorDriver implements SandboxDriver {
   }
 
   async coldBoot(source: TemplateSource, options: ResumeOptions): Promise<Sandbox> {
-    const bundleDir = path.join(this.#home, 'gvisor', 'cold-bundles', crypto.createHash('sha256').update(await fs.readFile(source.bundleFile)).digest('hex').slice(0, 16));
-    await fs.mkdir(bundleDir, { recursive: true });
-    await fs.copyFile(source.bundleFile, path.join(bundleDir, 'handler.mjs'));
+    const bundleDir = path.join(this.#home, 'gvisor', 'cold-bundles', source.sourceHash.slice(0, 16));
+    if (!(await fs.access(bundleDir).then(() => true, () => false))) await copySourceDir(source.sourceDir, bundleDir);
     const { sandbox } = await this.#start('run', { bundleDir, templateId: 'cold', memoryMb: options.memoryMb, network: options.network, rootfs: source.rootfs ?? 'base' });
     return sandbox;
   }
@@ -191,6 +190,7 @@ export class GvisorDriver implements SandboxDriver {
       const { connection, hello } = await tracer.startActiveSpan('envd connect', (span) =>
         listener!.accept(this.#envdTimeoutMs, died).finally(() => span.end()),
       );
+      assertRestoredCleanly(hello);
       // envd only redials if this connection drops, and then the sandbox is
       // treated as dead anyway: the listener has done its job.
       await listener.close();

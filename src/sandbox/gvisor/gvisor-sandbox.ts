@@ -67,6 +67,10 @@ export class GvisorSandbox implements Sandbox {
   }
 
   /** After a restore, off the request path (warm pool): one rehearsal through envd. */
+  settled(): Promise<void> {
+    return this.#parts.connection.settled();
+  }
+
   async warmup(): Promise<void> {
     await this.#parts.connection.rehearse();
   }

@@ -4,7 +4,7 @@ export interface SandboxSpecInput {
   rootfsDir: string;
   /** Host directory holding the envd socket, mounted at /run/snapfn. */
   socketDir: string;
-  /** Host directory holding handler.mjs, mounted read-only at /fn. */
+  /** The function directory, mounted read-only at /fn. */
   bundleDir: string;
   /** The network slot's namespace; absent for `network: 'none'` (runsc then makes an empty one). */
   netnsPath?: string;
@@ -17,8 +17,11 @@ export interface SandboxSpecInput {
 /**
  * `--max-semi-space-size=1` keeps V8's young generation tiny, which roughly
  * halves the checkpoint image and so the restore time (~10 ms per MB).
+ * `--experimental-detect-module`: a `.js` file with `import`/`export` and no
+ * `"type": "module"` (how most Workers code is written) loads as ESM, as it
+ * does by default from Node 22.
  */
-export const NODE_FLAGS = ['--max-semi-space-size=1'];
+export const NODE_FLAGS = ['--max-semi-space-size=1', '--experimental-detect-module'];
 
 /** The OCI runtime spec for one sandbox (build, cold boot or restore). */
 export function sandboxSpec(input: SandboxSpecInput): Record<string, unknown> {
@@ -28,7 +31,7 @@ export function sandboxSpec(input: SandboxSpecInput): Record<string, unknown> {
       terminal: false,
       user: { uid: 0, gid: 0 },
       args: [GUEST_PATHS.node, ...NODE_FLAGS, GUEST_PATHS.envd],
-      env: ['PATH=/usr/bin:/bin', 'HOME=/root', 'NODE_ENV=production', `SNAPFN_ENVD_SOCKET=${GUEST_PATHS.socketDir}/envd.sock`, `SNAPFN_HANDLER=${GUEST_PATHS.bundleDir}/handler.mjs`],
+      env: ['PATH=/usr/bin:/bin', 'HOME=/root', 'NODE_ENV=production', `SNAPFN_ENVD_SOCKET=${GUEST_PATHS.socketDir}/envd.sock`],
       cwd: '/tmp',
       capabilities: { bounding: [], effective: [], inheritable: [], permitted: [], ambient: [] },
       rlimits: [{ type: 'RLIMIT_NOFILE', hard: 4096, soft: 4096 }],

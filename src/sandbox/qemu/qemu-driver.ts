@@ -5,13 +5,13 @@ import { trace } from '@opentelemetry/api';
 import { execa } from 'execa';
 import { InvalidInputError, TemplateBuildError } from '../../errors.ts';
 import type { ProgressFn, ResumeOptions, Sandbox, SandboxDriver, Template, TemplateSource } from '../driver.ts';
-import type { EnvdHello } from '../envd/envd-connection.ts';
+import { assertRestoredCleanly, type EnvdHello } from '../envd/envd-connection.ts';
 import { NetworkSlotPool, type NetworkSlot } from '../network/network-slot-pool.ts';
 import { ensureRootfs } from '../rootfs/base-rootfs.ts';
 import { TemplateStore } from '../template/template-store.ts';
 import { qemuAccel, type QemuAccel } from './accel.ts';
 import { bootWatchdog } from './boot-watchdog.ts';
-import { writeBundleDisk } from './bundle-disk.ts';
+import { writeSourceImage } from '../template/function-source.ts';
 import { connectEnvd, type GuestLimits } from './envd-port.ts';
 import { ensureGuestImage, type GuestImage } from './guest-image.ts';
 import { QemuSandbox } from './qemu-sandbox.ts';
@@ -109,10 +109,9 @@ export class QemuDriver implements SandboxDriver {
 
   async templateIdOf(source: TemplateSource): Promise<string> {
     const guest = await this.#guest(source);
-    const bundle = await fs.readFile(source.bundleFile);
     // The accelerator is part of the id: CPU state saved under TCG (-cpu max)
     // does not load into a KVM guest (-cpu host) and vice versa.
-    return TemplateStore.templateId([this.name, this.version, this.platform, guest.hash, bundle, source.network, String(GUEST_MEMORY_MB)]);
+    return TemplateStore.templateId([this.name, this.version, this.platform, guest.hash, source.sourceHash, source.network, String(GUEST_MEMORY_MB)]);
   }
 
   loadTemplate(id: string): Promise<Template | undefined> {
@@ -125,7 +124,7 @@ export class QemuDriver implements SandboxDriver {
     const id = await this.templateIdOf(source);
     return this.#templates.getOrBuild(id, async (tmp) => {
       const started = performance.now();
-      await writeBundleDisk(source.bundleFile, path.join(tmp, T.bundle));
+      await writeSourceImage(source.sourceDir, path.join(tmp, T.bundle));
       // 'egress' boots with the NIC so that the snapshot has it configured.
       const meta: QemuTemplateMeta = { nic: source.network === 'egress' };
       await fs.writeFile(path.join(tmp, T.meta), JSON.stringify(meta));
@@ -211,10 +210,10 @@ export class QemuDriver implements SandboxDriver {
 
   async coldBoot(source: TemplateSource, options: ResumeOptions): Promise<Sandbox> {
     const guest = await this.#guest(source);
-    const dir = path.join(this.#home, 'qemu', 'cold-bundles', crypto.createHash('sha256').update(await fs.readFile(source.bundleFile)).digest('hex').slice(0, 16));
+    const dir = path.join(this.#home, 'qemu', 'cold-bundles', source.sourceHash.slice(0, 16));
     await fs.mkdir(dir, { recursive: true });
     const bundleDisk = path.join(dir, T.bundle);
-    if (!(await fs.access(bundleDisk).then(() => true, () => false))) await writeBundleDisk(source.bundleFile, bundleDisk);
+    if (!(await fs.access(bundleDisk).then(() => true, () => false))) await writeSourceImage(source.sourceDir, bundleDisk);
     const { sandbox } = await this.#start({
       templateId: 'cold',
       guest,
@@ -296,6 +295,7 @@ export class QemuDriver implements SandboxDriver {
         .catch(async (err: Error) => {
           throw new Error(`${err.message}; console: ${await logTail(vm!.consoleLog)}`);
         });
+      if (!options.boot) assertRestoredCleanly(hello);
       const claimed = slot;
       const sandbox = new QemuSandbox({
         id,

@@ -62,6 +62,10 @@ export class QemuSandbox implements Sandbox {
     });
   }
 
+  settled(): Promise<void> {
+    return this.#parts.connection.settled();
+  }
+
   async warmup(): Promise<void> {
     await this.#parts.connection.warmup(60_000);
   }

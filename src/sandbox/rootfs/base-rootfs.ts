@@ -6,7 +6,12 @@ import { fileURLToPath } from 'node:url';
 import { execa } from 'execa';
 import { copyExtras, evalExtras, hashExtras, resolveExtras, type RootfsExtras } from './rootfs-extras.ts';
 
-export const ENVD_SOURCE = fileURLToPath(new URL('../../../runtime/envd/envd.mjs', import.meta.url));
+/** envd and its modules: every file of this directory lands in /opt/snapfn (envd.mjs is the entry). */
+export const ENVD_DIR = fileURLToPath(new URL('../../../runtime/envd/', import.meta.url));
+
+async function envdFiles(): Promise<string[]> {
+  return (await fs.readdir(ENVD_DIR)).filter((name) => /\.(mjs|node)$/.test(name)).sort();
+}
 
 /** The read-only root filesystem every sandbox starts from: Node, its libraries, envd. */
 export interface BaseRootfs {
@@ -77,7 +82,12 @@ async function buildBaseRootfs(home: string, extras?: RootfsExtras): Promise<Bas
     hash.update(lib + '\0');
     await sha256File(lib, hash);
   }
-  await sha256File(ENVD_SOURCE, hash);
+  const envd = await envdFiles();
+  for (const name of envd) {
+    // envd.mjs alone hashes exactly as before the split into modules.
+    if (name !== 'envd.mjs') hash.update(`envd/${name}\0`);
+    await sha256File(path.join(ENVD_DIR, name), hash);
+  }
   const resolved = extras ? await resolveExtras(extras) : undefined;
   if (resolved) await hashExtras(resolved, hash);
   const digest = hash.digest('hex').slice(0, 16);
@@ -102,7 +112,7 @@ async function buildBaseRootfs(home: string, extras?: RootfsExtras): Promise<Bas
     await fs.mkdir(path.dirname(target), { recursive: true });
     await fs.copyFile(lib, target);
   }
-  await fs.copyFile(ENVD_SOURCE, path.join(tmp, GUEST_PATHS.envd));
+  for (const name of envd) await fs.copyFile(path.join(ENVD_DIR, name), path.join(tmp, path.dirname(GUEST_PATHS.envd), name));
   await fs.writeFile(path.join(tmp, 'etc/passwd'), 'root:x:0:0:root:/root:/bin/sh\nnobody:x:65534:65534:nobody:/nonexistent:/bin/sh\n');
   await fs.writeFile(path.join(tmp, 'etc/group'), 'root:x:0:\nnogroup:x:65534:\n');
   await fs.writeFile(path.join(tmp, 'etc/hosts'), '127.0.0.1 localhost\n');
