@@ -37,9 +37,11 @@ async function fakeFirecracker(argv: string[]): Promise<void> {
   let state: 'Not started' | 'Running' | 'Paused' = 'Not started';
   // The "guest" writes to its root disk: through the bind mount, this lands
   // in this sandbox's own copy, never in the template's.
+  const { singleModuleSource: moduleSource } = await import('../src/sandbox/template/function-source.ts');
+  const functionDir = (await moduleSource(HANDLER)).sourceDir;
   const touchRootDrive = (what: string) => fsSync.writeFileSync(FIXED_ROOT_DRIVE, `${what} by ${id}\n`, { flag: 'r+' });
   const startEnvd = (uds: string) => {
-    const envd = spawn(process.execPath, [ENVD], { env: { ...process.env, SNAPFN_ENVD_SOCKET: `${uds}_1024`, SNAPFN_HANDLER: HANDLER }, stdio: 'inherit' });
+    const envd = spawn(process.execPath, [ENVD], { env: { ...process.env, SNAPFN_ENVD_SOCKET: `${uds}_1024`, SNAPFN_FUNCTION_DIR: functionDir }, stdio: 'inherit' });
     children.push(envd);
     // Children must die with the "VM", which the driver kills with SIGKILL.
     spawn('sh', ['-c', `while kill -0 ${process.pid} 2>/dev/null; do sleep 0.1; done; kill -9 ${envd.pid}`], { detached: true, stdio: 'ignore' }).unref();
