@@ -72,3 +72,10 @@ export class TemplateBuildError extends SnapfnError {
     super('template_build_failed', 422, message, options);
   }
 }
+
+/** A native addon of the function needs a shared library the sandbox cannot give it (found before any boot). */
+export class NativeLibraryMissingError extends SnapfnError {
+  constructor(message: string, missing: Array<{ file: string; library: string; addon?: string }>) {
+    super('native_library_missing', 400, message, { details: { missing } });
+  }
+}

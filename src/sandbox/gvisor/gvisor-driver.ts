@@ -8,6 +8,7 @@ import { EnvdListener } from '../envd/envd-listener.ts';
 import { assertRestoredCleanly, type EnvdHello } from '../envd/envd-connection.ts';
 import { NetworkSlotPool } from '../network/network-slot-pool.ts';
 import { ensureRootfs, type RootfsFlavor } from '../rootfs/base-rootfs.ts';
+import { assertNativeLibraries } from '../rootfs/native-libraries.ts';
 import { copySourceDir } from '../template/function-source.ts';
 import { TemplateStore } from '../template/template-store.ts';
 import { GvisorSandbox } from './gvisor-sandbox.ts';
@@ -92,6 +93,7 @@ export class GvisorDriver implements SandboxDriver {
     const id = await this.templateIdOf(source);
     return this.#templates.getOrBuild(id, async (tmp) => {
       const started = performance.now();
+      await assertNativeLibraries({ functionDir: source.sourceDir, rootfsDir: (await ensureRootfs(this.#home, source.rootfs ?? 'base')).dir });
       const bundleDir = path.join(tmp, 'bundle');
       await copySourceDir(source.sourceDir, bundleDir);
       onProgress('boot', { templateId: id });

@@ -8,6 +8,7 @@ import type { ProgressFn, ResumeOptions, Sandbox, SandboxDriver, Template, Templ
 import { assertRestoredCleanly, type EnvdHello } from '../envd/envd-connection.ts';
 import { NetworkSlotPool, type NetworkSlot } from '../network/network-slot-pool.ts';
 import { ensureRootfs } from '../rootfs/base-rootfs.ts';
+import { assertNativeLibraries } from '../rootfs/native-libraries.ts';
 import { TemplateStore } from '../template/template-store.ts';
 import { qemuAccel, type QemuAccel } from './accel.ts';
 import { bootWatchdog } from './boot-watchdog.ts';
@@ -124,6 +125,8 @@ export class QemuDriver implements SandboxDriver {
     const id = await this.templateIdOf(source);
     return this.#templates.getOrBuild(id, async (tmp) => {
       const started = performance.now();
+      // The guest's root filesystem is the base one plus busybox: its libraries are the base rootfs's.
+      await assertNativeLibraries({ functionDir: source.sourceDir, rootfsDir: (await ensureRootfs(this.#home, 'base')).dir });
       await writeSourceImage(source.sourceDir, path.join(tmp, T.bundle));
       // 'egress' boots with the NIC so that the snapshot has it configured.
       const meta: QemuTemplateMeta = { nic: source.network === 'egress' };

@@ -4,6 +4,7 @@ import { createReadStream } from 'node:fs';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { execa } from 'execa';
+import { withNativeRuntimeLibraries } from './native-runtime.ts';
 import { copyExtras, evalExtras, hashExtras, resolveExtras, type RootfsExtras } from './rootfs-extras.ts';
 
 /** envd and its modules: every file of this directory lands in /opt/snapfn (envd.mjs is the entry). */
@@ -74,7 +75,8 @@ export function ensureRootfs(home: string, flavor: RootfsFlavor): Promise<BaseRo
 
 async function buildBaseRootfs(home: string, extras?: RootfsExtras): Promise<BaseRootfs> {
   const nodeBinary = await fs.realpath(process.execPath);
-  const libs = await sharedLibraries(nodeBinary);
+  // Native addons load more of glibc and the C++ runtime than node itself does.
+  const libs = await withNativeRuntimeLibraries(await sharedLibraries(nodeBinary));
   const hash = crypto.createHash('sha256');
   hash.update('base-rootfs-v1\0');
   await sha256File(nodeBinary, hash);
