@@ -22,11 +22,15 @@ function readMeta() {
   }
 }
 
+/** An own property only: a router exported as the default may be a Proxy that answers every name. */
+function ownOf(value, name) {
+  return value !== null && (typeof value === 'object' || typeof value === 'function') && Object.hasOwn(value, name) ? value[name] : undefined;
+}
+
 /** An export of an ES module, or a property of a CommonJS module's module.exports. */
 function exportOf(mod, name) {
   if (name in mod && mod[name] !== undefined) return mod[name];
-  const cjs = mod.default;
-  return cjs !== null && (typeof cjs === 'object' || typeof cjs === 'function') ? cjs[name] : undefined;
+  return ownOf(mod.default, name);
 }
 
 function hasFetch(value) {
@@ -56,7 +60,7 @@ function shapeOf(mod, wanted) {
 }
 
 function hook(mod, shape, name) {
-  const value = exportOf(mod, name) ?? shape.target?.[name];
+  const value = exportOf(mod, name) ?? ownOf(shape.target, name);
   return typeof value === 'function' ? value : undefined;
 }
 
@@ -78,8 +82,8 @@ export async function loadFunction() {
   }
   let config = null;
   try {
-    const raw = exportOf(mod, 'config');
-    config = raw === undefined ? null : JSON.parse(JSON.stringify(raw));
+    const json = JSON.stringify(exportOf(mod, 'config'));
+    config = json === undefined ? null : JSON.parse(json);
   } catch (err) {
     return { loadError: { code: 'invalid_config', message: `the config export is not JSON: ${err?.message ?? err}` } };
   }
