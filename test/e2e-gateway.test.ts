@@ -72,7 +72,9 @@ describe('e2e: gateway + real engine', { skip, timeout: 15 * 60_000 }, () => {
     assert.deepEqual(snapfn.examples.map((e) => [e.name, e.error ?? 'ok']), [
       ['hello', 'ok'],
       ['json-api', 'ok'],
+      ['lambda-page', 'ok'],
       ['markdown', 'ok'],
+      ['workers-greeter', 'ok'],
     ]);
     const hello = await fetch(`${url}/fn/hello?name=Ada`);
     assert.equal(hello.status, 200);
@@ -89,6 +91,15 @@ describe('e2e: gateway + real engine', { skip, timeout: 15 * 60_000 }, () => {
     assert.equal(md.status, 200);
     assert.match(md.headers.get('content-type') ?? '', /^text\/html/);
     assert.match(await md.text(), /<h1>Title<\/h1>[\s\S]*<em>em<\/em>/);
+
+    const greeter = await fetch(`${url}/fn/workers-greeter?name=Ada`);
+    assert.equal(greeter.status, 200);
+    assert.deepEqual(await greeter.json(), { message: 'Hello, Ada!', runtime: 'workers' });
+
+    const page = await fetch(`${url}/fn/lambda-page?name=Ada`);
+    assert.equal(page.status, 200);
+    assert.match(page.headers.get('content-type') ?? '', /^text\/html/);
+    assert.match(await page.text(), /<h1>Hello, Ada!<\/h1>/);
   });
 
   it('deploys over HTTP with NDJSON progress, env vars and a secret', async () => {
@@ -124,7 +135,7 @@ describe('e2e: gateway + real engine', { skip, timeout: 15 * 60_000 }, () => {
 
   it('lists functions over HTTP and the CLI', async () => {
     const list = FunctionList.parse((await api('GET', '/v1/functions')).json);
-    assert.deepEqual(list.functions.map((f) => f.name), ['e2e', 'hello', 'json-api', 'markdown']);
+    assert.deepEqual(list.functions.map((f) => f.name), ['e2e', 'hello', 'json-api', 'lambda-page', 'markdown', 'workers-greeter']);
     const ls = await fn(['ls']);
     assert.match(ls.stdout, /\ne2e +v2 /);
   });
