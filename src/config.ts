@@ -12,7 +12,11 @@ const optionalString = z
 
 /** An integer setting: unset or empty means `fallback`. */
 function intSetting(fallback: number, min: number, max = Number.MAX_SAFE_INTEGER) {
-  return optionalString.pipe(z.coerce.number<string | undefined>().int().min(min).max(max).optional()).transform((v) => v ?? fallback);
+  return optionalInt(min, max).transform((v) => v ?? fallback);
+}
+
+function optionalInt(min: number, max = Number.MAX_SAFE_INTEGER) {
+  return optionalString.pipe(z.coerce.number<string | undefined>().int().min(min).max(max).optional());
 }
 
 const Env = z.object({
@@ -22,7 +26,9 @@ const Env = z.object({
   SNAPFN_MAX_SANDBOXES: intSetting(8, 1),
   SNAPFN_POOL_SIZE: intSetting(1, 0),
   SNAPFN_MAX_BODY_BYTES: intSetting(6 * MiB, 1),
-  SNAPFN_MAX_BUNDLE_BYTES: intSetting(20 * MiB, 1),
+  SNAPFN_MAX_DEPLOY_BYTES: optionalInt(1),
+  /** The old name of SNAPFN_MAX_DEPLOY_BYTES, from when a deploy was one bundle; still accepted. */
+  SNAPFN_MAX_BUNDLE_BYTES: optionalInt(1),
   REDIS_URL: optionalString.pipe(z.string().regex(/^rediss?:\/\//, 'REDIS_URL must start with redis:// or rediss://').optional()),
   SNAPFN_TEMPLATE_STORE: optionalString,
   SNAPFN_MAX_QUEUE_WAIT_MS: intSetting(30_000, 100, 15 * 60_000),
@@ -42,7 +48,8 @@ export interface SnapfnConfig {
   maxSandboxes: number;
   poolSize: number;
   maxBodyBytes: number;
-  maxBundleBytes: number;
+  /** Largest function directory a deploy may unpack (all its files together; Lambda's figure by default). */
+  maxDeployBytes: number;
   /** Shared Redis (multi-node). Unset: the node starts its own under `<home>/redis`. */
   redisUrl: string | undefined;
   /** Template directory shared with other nodes; `<home>/templates` becomes a symlink to it. */
@@ -80,7 +87,7 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): SnapfnConfig {
     maxSandboxes: e.SNAPFN_MAX_SANDBOXES,
     poolSize: e.SNAPFN_POOL_SIZE,
     maxBodyBytes: e.SNAPFN_MAX_BODY_BYTES,
-    maxBundleBytes: e.SNAPFN_MAX_BUNDLE_BYTES,
+    maxDeployBytes: e.SNAPFN_MAX_DEPLOY_BYTES ?? e.SNAPFN_MAX_BUNDLE_BYTES ?? 250 * MiB,
     redisUrl: e.REDIS_URL,
     templateStore: e.SNAPFN_TEMPLATE_STORE === undefined ? undefined : path.resolve(e.SNAPFN_TEMPLATE_STORE),
     maxQueueWaitMs: e.SNAPFN_MAX_QUEUE_WAIT_MS,

@@ -1,9 +1,10 @@
+import { createReadStream } from 'node:fs';
 import fs from 'node:fs/promises';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import type { SnapfnConfig } from './config.ts';
 import { PreparedDeploy } from './deploy/deploy-pipeline.ts';
-import { packDirectory } from './deploy/pack-directory.ts';
+import { hashDirectory } from './deploy/pack-directory.ts';
 import { reactivateAll } from './deploy/reactivate.ts';
 import { functionUrl } from './gateway/views.ts';
 import { startGateway, type RunningGateway } from './gateway/server.ts';
@@ -76,10 +77,17 @@ async function exampleDirs(dir: string): Promise<string[]> {
   return entries.filter((e) => e.isDirectory() && !e.name.startsWith('.')).map((e) => path.join(dir, e.name)).sort();
 }
 
-/** Deploys one directory the way `fn deploy` would, skipping it when the active version is already exactly this. */
-export async function deployDirectory(deps: { engine: InvocationEngine; store: FunctionStore; maxBundleBytes: number; queue?: FunctionQueues | undefined }, dir: string, name = path.basename(dir)) {
-  const packed = await packDirectory(dir, { maxBytes: deps.maxBundleBytes });
-  const parsed = DeployRequest.safeParse({ name, files: packed.files });
+/**
+ * Deploys one directory the way `fn deploy` would (by manifest, its missing
+ * blobs stored straight from disk), skipping it when the active version is
+ * already exactly this.
+ */
+export async function deployDirectory(deps: { engine: InvocationEngine; store: FunctionStore; maxDeployBytes: number; queue?: FunctionQueues | undefined }, dir: string, name = path.basename(dir)) {
+  const hashed = await hashDirectory(dir, { maxBytes: deps.maxDeployBytes });
+  for (const hash of await deps.store.blobs.missing(hashed.fileOf.keys())) {
+    await deps.store.blobs.putStream(hash, createReadStream(hashed.fileOf.get(hash)!), deps.maxDeployBytes);
+  }
+  const parsed = DeployRequest.safeParse({ name, manifest: hashed.manifest });
   if (!parsed.success) throw new Error(zodMessage(parsed.error, `example ${name}`));
   const prepared = await PreparedDeploy.prepare(deps, parsed.data);
   try {
@@ -176,7 +184,7 @@ export async function startSnapfn(options: SnapfnOptions): Promise<RunningSnapfn
         const name = path.basename(dir);
         const url = functionUrl(gateway.url, name);
         try {
-          const outcome = await deployDirectory({ engine: realEngine, store, maxBundleBytes: config.maxBundleBytes, queue: functions }, dir, name);
+          const outcome = await deployDirectory({ engine: realEngine, store, maxDeployBytes: config.maxDeployBytes, queue: functions }, dir, name);
           examples.push({ name, url, version: outcome.version.version, unchanged: outcome.unchanged });
         } catch (err) {
           examples.push({ name, url, error: (err as Error).message });

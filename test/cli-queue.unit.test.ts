@@ -31,7 +31,7 @@ describe('fn CLI: queued invocations and schedules', () => {
     engine = await FakeEngine.create();
     store = await FunctionStore.open(home);
     layer = openQueueLayer({ redisUrl: redis.redis.url, shared: false, engine, store, maxQueuedPerFunction: 100, tuning: { attempts: 2, backoff: { type: 'fixed', delayMs: 50 } }, log: () => {} });
-    gateway = await startGateway({ engine, store, queue: layer.functions, config: { apiKey: undefined, maxBodyBytes: 4096, maxBundleBytes: 1 << 20 }, port: 0, hostname: '127.0.0.1' });
+    gateway = await startGateway({ engine, store, queue: layer.functions, config: { apiKey: undefined, maxBodyBytes: 4096, maxDeployBytes: 1 << 20 }, port: 0, hostname: '127.0.0.1' });
     env = { FN_URL: gateway.url };
     const write = async (rel: string, text: string) => {
       await fs.mkdir(path.dirname(path.join(work, rel)), { recursive: true });

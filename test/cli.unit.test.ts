@@ -33,7 +33,7 @@ describe('fn CLI against a gateway (fake engine)', () => {
     work = await fs.mkdtemp(path.join(os.tmpdir(), 'snapfn-cli-work-'));
     engine = await FakeEngine.create();
     store = await FunctionStore.open(home);
-    gateway = await startGateway({ engine, store, config: { apiKey: KEY, maxBodyBytes: 4096, maxBundleBytes: 1 << 20 }, port: 0, hostname: '127.0.0.1' });
+    gateway = await startGateway({ engine, store, config: { apiKey: KEY, maxBodyBytes: 4096, maxDeployBytes: 1 << 20 }, port: 0, hostname: '127.0.0.1' });
     env = { FN_URL: gateway.url, FN_API_KEY: KEY };
     const write = async (rel: string, text: string) => {
       await fs.mkdir(path.dirname(path.join(work, rel)), { recursive: true });

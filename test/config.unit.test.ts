@@ -13,7 +13,7 @@ describe('loadConfig', () => {
       maxSandboxes: 8,
       poolSize: 1,
       maxBodyBytes: 6 * 1024 * 1024,
-      maxBundleBytes: 20 * 1024 * 1024,
+      maxDeployBytes: 250 * 1024 * 1024,
       redisUrl: undefined,
       templateStore: undefined,
       maxQueueWaitMs: 30_000,
@@ -33,7 +33,7 @@ describe('loadConfig', () => {
       SNAPFN_MAX_SANDBOXES: '3',
       SNAPFN_POOL_SIZE: '0',
       SNAPFN_MAX_BODY_BYTES: '100',
-      SNAPFN_MAX_BUNDLE_BYTES: '200',
+      SNAPFN_MAX_DEPLOY_BYTES: '200',
       REDIS_URL: 'rediss://:pw@redis.internal:6380',
       SNAPFN_TEMPLATE_STORE: 'shared/templates',
       SNAPFN_MAX_QUEUE_WAIT_MS: '5000',
@@ -46,10 +46,16 @@ describe('loadConfig', () => {
     assert.equal(config.port, 0);
     assert.equal(config.home, path.resolve('relative/home'));
     assert.equal(config.apiKey, 'a-long-enough-key');
-    assert.deepEqual([config.maxSandboxes, config.poolSize, config.maxBodyBytes, config.maxBundleBytes], [3, 0, 100, 200]);
+    assert.deepEqual([config.maxSandboxes, config.poolSize, config.maxBodyBytes, config.maxDeployBytes], [3, 0, 100, 200]);
     assert.equal(config.redisUrl, 'rediss://:pw@redis.internal:6380');
     assert.equal(config.templateStore, path.resolve('shared/templates'));
     assert.deepEqual([config.maxQueueWaitMs, config.maxQueuedPerFunction, config.examples], [5000, 7, false]);
+  });
+
+  it('accepts SNAPFN_MAX_BUNDLE_BYTES as the old name of SNAPFN_MAX_DEPLOY_BYTES (the new name wins)', () => {
+    assert.equal(loadConfig({ SNAPFN_MAX_BUNDLE_BYTES: '300' }).maxDeployBytes, 300);
+    assert.equal(loadConfig({ SNAPFN_MAX_BUNDLE_BYTES: '300', SNAPFN_MAX_DEPLOY_BYTES: '400' }).maxDeployBytes, 400);
+    assert.throws(() => loadConfig({ SNAPFN_MAX_BUNDLE_BYTES: '0' }), /SNAPFN_MAX_BUNDLE_BYTES: /);
   });
 
   it('treats empty variables as unset (no empty API key)', () => {

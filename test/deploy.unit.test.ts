@@ -13,7 +13,7 @@ const CJS_DEP = {
 describe('deploy: validation before streaming (plain JSON errors)', () => {
   let f: GatewayFixture;
   before(async () => {
-    f = await GatewayFixture.create({ maxBundleBytes: 4096 });
+    f = await GatewayFixture.create({ maxDeployBytes: 4096 });
   });
   after(() => f.close());
 
@@ -39,14 +39,14 @@ describe('deploy: validation before streaming (plain JSON errors)', () => {
     assert.match((reply.json as { error: { message: string } }).error.message, /Could not resolve "not-installed"/);
   });
 
-  it('413s a bundle whose decoded files exceed SNAPFN_MAX_BUNDLE_BYTES', async () => {
+  it('413s a bundle whose decoded files exceed SNAPFN_MAX_DEPLOY_BYTES', async () => {
     const reply = await f.deploy({ name: 'big', files: { 'index.js': HELLO, 'data.bin': 'x'.repeat(5000) } });
     assert.equal(reply.status, 413);
     assert.equal((reply.json as { error: { code: string } }).error.code, 'payload_too_large');
   });
 
   it('413s a request body far beyond the limit without parsing it', async () => {
-    const res = await f.request('/v1/functions', { method: 'POST', headers: { 'content-type': 'application/json' }, body: 'x'.repeat(9 * 1024 * 1024) });
+    const res = await f.request('/v1/functions', { method: 'POST', headers: { 'content-type': 'application/json' }, body: 'x'.repeat(13 * 1024 * 1024) });
     assert.equal(res.status, 413);
   });
 

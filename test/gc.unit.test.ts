@@ -197,7 +197,7 @@ describe('POST /v1/admin/gc and fn gc', () => {
     await fs.rm(home, { recursive: true, force: true });
   });
 
-  const app = () => createGateway({ engine, store, gc, config: { apiKey: 'gc-test-key-123', maxBodyBytes: 4096, maxBundleBytes: 1 << 20 } });
+  const app = () => createGateway({ engine, store, gc, config: { apiKey: 'gc-test-key-123', maxBodyBytes: 4096, maxDeployBytes: 1 << 20 } });
   const post = (body: string | undefined, key = 'gc-test-key-123') =>
     app().request('/v1/admin/gc', { method: 'POST', headers: { authorization: `Bearer ${key}`, 'content-type': 'application/json' }, ...(body === undefined ? {} : { body }) });
 
@@ -228,7 +228,7 @@ describe('POST /v1/admin/gc and fn gc', () => {
 
   it('fn gc prints the report; gateway errors exit 1 with one line', async () => {
     const { startGateway } = await import('../src/gateway/server.ts');
-    const gateway = await startGateway({ engine, store, gc, config: { apiKey: 'gc-test-key-123', maxBodyBytes: 4096, maxBundleBytes: 1 << 20 }, port: 0, hostname: '127.0.0.1' });
+    const gateway = await startGateway({ engine, store, gc, config: { apiKey: 'gc-test-key-123', maxBodyBytes: 4096, maxDeployBytes: 1 << 20 }, port: 0, hostname: '127.0.0.1' });
     try {
       const env = { FN_URL: gateway.url, FN_API_KEY: 'gc-test-key-123' };
       const dry = await runCli(['gc', '--dry-run', '--keep', '0'], { env });

@@ -18,7 +18,7 @@ import { checkUploadSize, writeUpload } from './upload.ts';
 export interface DeployDeps {
   engine: InvocationEngine;
   store: FunctionStore;
-  maxBundleBytes: number;
+  maxDeployBytes: number;
   queue?: FunctionQueues | undefined;
 }
 
@@ -52,12 +52,12 @@ export class PreparedDeploy {
 
   /** Writes the upload and prepares it as the function directory. The caller must `close()` the result. */
   static async prepare(deps: DeployDeps, request: DeployRequest): Promise<PreparedDeploy> {
-    checkUploadSize(request.files, deps.maxBundleBytes);
+    checkUploadSize(request.files, deps.maxDeployBytes);
     const workDir = await fs.mkdtemp(path.join(os.tmpdir(), `snapfn-deploy-${request.name}-`));
     try {
       const sourceDir = path.join(workDir, 'src');
       await fs.mkdir(sourceDir);
-      await writeUpload(sourceDir, request.files);
+      await writeUpload(sourceDir, request, { blobs: deps.store.blobs, maxBytes: deps.maxDeployBytes });
       const source = await prepareSource(sourceDir, { handler: request.config?.handler });
       return new PreparedDeploy(deps, request, workDir, source);
     } catch (err) {

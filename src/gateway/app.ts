@@ -2,6 +2,7 @@ import { Hono } from 'hono';
 import { NotFoundError } from '../errors.ts';
 import type { HealthResponse } from '../schemas/api.ts';
 import { requireOperator } from './auth.ts';
+import { mountBlobRoutes } from './blobs-route.ts';
 import { mountDeployRoute } from './deploy-route.ts';
 import { evalRoutes } from '../eval/routes.ts';
 import type { GatewayDeps, GatewayEnv } from './env.ts';
@@ -50,6 +51,7 @@ export function createGateway(deps: GatewayDeps): Hono<GatewayEnv> {
   app.use('/v1/*', requireOperator(deps.config.apiKey));
   app.get('/v1/openapi.json', (c) => c.json(openApi));
   if (deps.evalService) app.route('/v1/eval', evalRoutes(deps.evalService));
+  mountBlobRoutes(app, deps);
   mountDeployRoute(app, deps);
   mountFunctionRoutes(app, deps);
   mountLogsRoute(app, deps);

@@ -7,21 +7,31 @@ import { ndjsonResponse } from './ndjson.ts';
 import { parseJsonBody, readBody } from './read-body.ts';
 import { loadFunctionView } from './views.ts';
 
-/** Room for base64 (4/3) and the JSON around the files; the exact limit is applied to the decoded bytes. */
-export function maxDeployRequestBytes(maxBundleBytes: number): number {
-  return Math.ceil((maxBundleBytes * 4) / 3) + 8 * 1024 * 1024;
+const MiB = 1024 * 1024;
+
+/**
+ * Inline `files` beyond this must come as blobs: the deploy request is
+ * parsed in memory, so it stays small whatever SNAPFN_MAX_DEPLOY_BYTES is.
+ * 20 MiB was the whole limit before manifests, so no client that worked stops working.
+ */
+const MAX_INLINE_BYTES = 20 * MiB;
+
+/** Room for inline files as base64 (4/3) and for the JSON around them (a 50 000-entry manifest included); the exact limit is applied to the unpacked total. */
+export function maxDeployRequestBytes(maxDeployBytes: number): number {
+  return Math.ceil((Math.min(maxDeployBytes, MAX_INLINE_BYTES) * 4) / 3) + 12 * MiB;
 }
 
 /**
- * `POST /v1/functions`. Validation and bundling fail as plain JSON errors;
+ * `POST /v1/functions`, with the files inline or by manifest (blobs-route.ts).
+ * Validation and preparation fail as plain JSON errors;
  * once the template build starts the response is an NDJSON stream of
  * progress events ending in one `result` or `error` event.
  */
 export function mountDeployRoute(app: Hono<GatewayEnv>, deps: GatewayDeps): void {
   app.post('/v1/functions', async (c) => {
-    const body = await readBody(c.req.raw, maxDeployRequestBytes(deps.config.maxBundleBytes), 'deploy request');
+    const body = await readBody(c.req.raw, maxDeployRequestBytes(deps.config.maxDeployBytes), 'deploy request');
     const request = parseJsonBody(DeployRequest, body, 'deploy request');
-    const prepared = await PreparedDeploy.prepare({ engine: deps.engine, store: deps.store, maxBundleBytes: deps.config.maxBundleBytes, queue: deps.queue }, request);
+    const prepared = await PreparedDeploy.prepare({ engine: deps.engine, store: deps.store, maxDeployBytes: deps.config.maxDeployBytes, queue: deps.queue }, request);
     const origin = new URL(c.req.url).origin;
     return ndjsonResponse(async (send) => {
       const emit = (event: DeployEvent) => send(event);

@@ -19,7 +19,7 @@ export const DEFAULT_MAX_QUEUE_WAIT_MS = 30_000;
 export interface GatewayDeps {
   engine: InvocationEngine;
   store: FunctionStore;
-  config: Pick<SnapfnConfig, 'apiKey' | 'maxBodyBytes' | 'maxBundleBytes'> & Partial<Pick<SnapfnConfig, 'maxQueueWaitMs'>>;
+  config: Pick<SnapfnConfig, 'apiKey' | 'maxBodyBytes' | 'maxDeployBytes'> & Partial<Pick<SnapfnConfig, 'maxQueueWaitMs'>>;
   /**
    * The queue layer. `npm start` always has one; without it (unit tests of
    * the direct path) every invocation is direct and async / Idempotency-Key

@@ -1,6 +1,9 @@
 import { z } from 'zod';
 import {
   AsyncAccepted,
+  BlobStored,
+  BlobsMissingRequest,
+  BlobsMissingResponse,
   DeleteResponse,
   DeployEvent,
   DeployRequest,
@@ -42,6 +45,9 @@ const common = {
 export function openApiDocument(): JsonSchema {
   const components: Record<string, JsonSchema> = {
     DeployRequest: schemaOf(DeployRequest, 'input'),
+    BlobsMissingRequest: schemaOf(BlobsMissingRequest, 'input'),
+    BlobsMissingResponse: schemaOf(BlobsMissingResponse, 'output'),
+    BlobStored: schemaOf(BlobStored, 'output'),
     EnvUpdateRequest: schemaOf(EnvUpdateRequest, 'input'),
     RollbackRequest: schemaOf(RollbackRequest, 'input'),
     ScheduleRequest: schemaOf(ScheduleRequest, 'input'),
@@ -75,12 +81,34 @@ export function openApiDocument(): JsonSchema {
         get: { summary: 'List functions', responses: { '200': ok('FunctionList'), ...common } },
         post: {
           summary: 'Deploy a function (new version)',
-          description: 'Validation and bundling errors are JSON errors. After that the response is application/x-ndjson: DeployEvent lines, the last one of type "result" or "error".',
+          description:
+            'The files come inline (`files`, base64) or by content (`manifest`, naming blobs uploaded with PUT /v1/blobs/{sha256}), or both. Validation and preparation errors are JSON errors (a manifest naming blobs the server lacks: 400 missing_blobs, with details.missing). After that the response is application/x-ndjson: DeployEvent lines, the last one of type "result" or "error".',
           requestBody: { required: true, content: json('DeployRequest') },
           responses: {
             '200': { description: 'Deploy progress', content: { 'application/x-ndjson': { schema: ref('DeployEvent') } } },
             ...common,
-            '413': error('Bundle over SNAPFN_MAX_BUNDLE_BYTES'),
+            '413': error('Function directory over SNAPFN_MAX_DEPLOY_BYTES, or inline files too large for one request (send them as blobs)'),
+          },
+        },
+      },
+      '/v1/blobs/missing': {
+        post: {
+          summary: 'Which of these file contents (sha256) the server does not have yet',
+          requestBody: { required: true, content: json('BlobsMissingRequest') },
+          responses: { '200': ok('BlobsMissingResponse'), '400': common['400'], '401': common['401'], '403': common['403'] },
+        },
+      },
+      '/v1/blobs/{sha256}': {
+        parameters: [{ name: 'sha256', in: 'path', required: true, schema: { type: 'string', pattern: '^[0-9a-f]{64}$' } }],
+        put: {
+          summary: 'Upload one file content, named by its sha256; streamed to disk and stored only if the bytes hash to the name',
+          requestBody: { required: true, content: { 'application/octet-stream': { schema: { type: 'string', format: 'binary' } } } },
+          responses: {
+            '200': ok('BlobStored', 'Stored (or already there)'),
+            '400': error('Not a sha256 name, or the bytes hash to something else (hash_mismatch)'),
+            '401': common['401'],
+            '403': common['403'],
+            '413': error('Blob over SNAPFN_MAX_DEPLOY_BYTES'),
           },
         },
       },

@@ -2,7 +2,7 @@ import { z } from 'zod';
 import { EnvVars, FunctionConfig, FunctionName } from './function-config.ts';
 import { InvocationMode, InvocationStatusName, LogLine } from './invocation.ts';
 import { ScheduleSetting } from './schedule.ts';
-import { BundlePath, MAX_BUNDLE_FILES } from './source-manifest.ts';
+import { BundlePath, MAX_BUNDLE_FILES, Sha256Hex, SourceManifest } from './source-manifest.ts';
 
 export { BundlePath, MAX_BUNDLE_FILES, ManifestEntry, SourceManifest, Sha256Hex } from './source-manifest.ts';
 
@@ -58,17 +58,31 @@ function disjoint(env: Record<string, unknown> | undefined, secrets: Record<stri
   return Object.keys(secrets).every((name) => !(name in env));
 }
 
+/**
+ * The function directory comes as `files` (inline, base64: small clients),
+ * as `manifest` (content hashes of blobs uploaded first: `fn deploy`), or
+ * both, as long as no path is in both.
+ */
 export const DeployRequest = z
   .object({
     name: FunctionName,
-    files: BundleFiles,
+    files: BundleFiles.optional(),
+    manifest: SourceManifest.optional(),
     config: FunctionConfigPatch.optional(),
     env: EnvVarMap.optional(),
     secrets: EnvVarMap.optional(),
   })
   .strict()
+  .refine((r) => r.files !== undefined || r.manifest !== undefined, 'give files, manifest or both')
+  .refine((r) => !r.files || !r.manifest || r.manifest.every((e) => !Object.hasOwn(r.files!, e.path)), 'a path is both in files and in manifest')
   .refine((r) => disjoint(r.env, r.secrets), 'a name cannot be both an env var and a secret');
 export type DeployRequest = z.infer<typeof DeployRequest>;
+
+/** `POST /v1/blobs/missing`: which of these contents the server does not have yet. */
+export const BlobsMissingRequest = z
+  .object({ blobs: z.array(Sha256Hex).max(MAX_BUNDLE_FILES, `ask about at most ${MAX_BUNDLE_FILES} blobs at once`) })
+  .strict();
+export type BlobsMissingRequest = z.infer<typeof BlobsMissingRequest>;
 
 export const EnvUpdateRequest = z
   .object({ env: EnvVarPatch.optional(), secrets: EnvVarPatch.optional() })
@@ -181,6 +195,13 @@ export const DeployEvent = z.discriminatedUnion('type', [
   z.object({ type: z.literal('error'), error: ErrorBody.shape.error }),
 ]);
 export type DeployEvent = z.infer<typeof DeployEvent>;
+
+export const BlobsMissingResponse = z.object({ missing: z.array(Sha256Hex) });
+export type BlobsMissingResponse = z.infer<typeof BlobsMissingResponse>;
+
+/** `PUT /v1/blobs/:sha256`: the blob is stored (the bytes hashed to its name). */
+export const BlobStored = z.object({ sha256: Sha256Hex, size: z.number().int().min(0) });
+export type BlobStored = z.infer<typeof BlobStored>;
 
 export const DeleteResponse = z.object({ deleted: z.literal(true), name: FunctionName });
 

@@ -1,3 +1,4 @@
+import crypto from 'node:crypto';
 import fs from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
@@ -13,7 +14,7 @@ import { FakeEngine } from './fake-engine.ts';
 export interface FixtureOptions {
   apiKey?: string;
   maxBodyBytes?: number;
-  maxBundleBytes?: number;
+  maxDeployBytes?: number;
   maxLogBytes?: number;
   /** With the queue layer on this Redis (the fixture's fake engine runs its jobs). */
   queue?: { redisUrl: string; shared?: boolean; maxQueuedPerFunction?: number; maxQueueWaitMs?: number; tuning?: QueueLayerOptions['tuning'] };
@@ -82,7 +83,7 @@ export class GatewayFixture {
     const config: GatewayDeps['config'] = {
       apiKey: options.apiKey,
       maxBodyBytes: options.maxBodyBytes ?? 6 * 1024 * 1024,
-      maxBundleBytes: options.maxBundleBytes ?? 20 * 1024 * 1024,
+      maxDeployBytes: options.maxDeployBytes ?? 20 * 1024 * 1024,
       ...(q?.maxQueueWaitMs ? { maxQueueWaitMs: q.maxQueueWaitMs } : {}),
     };
     const app = createGateway({ engine, store, config, queue: queueLayer?.functions, log: (m) => logged.push(m), ...(metrics ? { metrics } : {}) });
@@ -103,15 +104,27 @@ export class GatewayFixture {
     return { status: res.status, json: text ? JSON.parse(text) : undefined, headers: res.headers };
   }
 
-  async deploy(request: Omit<DeployRequest, 'files'> & { files: Record<string, string> }, options: { key?: string } = {}): Promise<DeployReply> {
+  /** `files` are given as text (the fixture encodes them); `manifest` entries name blobs put with `putBlob`. */
+  async deploy(request: Omit<DeployRequest, 'files'> & { files?: Record<string, string> }, options: { key?: string } = {}): Promise<DeployReply> {
     const headers: Record<string, string> = { 'content-type': 'application/json' };
     if (options.key) headers.authorization = `Bearer ${options.key}`;
-    const res = await this.request('/v1/functions', { method: 'POST', headers, body: JSON.stringify({ ...request, files: textFiles(request.files) }) });
+    const body = { ...request, ...(request.files ? { files: textFiles(request.files) } : {}) };
+    const res = await this.request('/v1/functions', { method: 'POST', headers, body: JSON.stringify(body) });
     const contentType = res.headers.get('content-type') ?? '';
     const text = await res.text();
     if (!contentType.includes('ndjson')) return { status: res.status, contentType, events: [], json: JSON.parse(text) };
     const events = text.split('\n').filter(Boolean).map((line) => DeployEvent.parse(JSON.parse(line)));
     return { status: res.status, contentType, events };
+  }
+
+  /** `PUT /v1/blobs/<sha256 of bytes>` (or `as`, to lie about it) as a local client. */
+  async putBlob(bytes: Buffer | string, options: { as?: string; key?: string; env?: GatewayEnv['Bindings'] } = {}): Promise<{ status: number; json: any; sha256: string }> {
+    const data = Buffer.from(bytes);
+    const sha256 = options.as ?? crypto.createHash('sha256').update(data).digest('hex');
+    const headers: Record<string, string> = { 'content-type': 'application/octet-stream' };
+    if (options.key) headers.authorization = `Bearer ${options.key}`;
+    const res = await this.request(`/v1/blobs/${sha256}`, { method: 'PUT', headers, body: data }, options.env ?? LOCAL);
+    return { status: res.status, json: await res.json(), sha256 };
   }
 
   /** Deploys and insists it worked; returns the result event's function. */
