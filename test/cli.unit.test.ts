@@ -1,4 +1,5 @@
 import assert from 'node:assert/strict';
+import crypto from 'node:crypto';
 import fs from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
@@ -27,18 +28,18 @@ describe('fn CLI against a gateway (fake engine)', () => {
   let store: FunctionStore;
   let gateway: RunningGateway;
   let env: NodeJS.ProcessEnv;
+  const write = async (rel: string, text: string) => {
+    await fs.mkdir(path.dirname(path.join(work, rel)), { recursive: true });
+    await fs.writeFile(path.join(work, rel), text);
+  };
 
   before(async () => {
     home = await fs.mkdtemp(path.join(os.tmpdir(), 'snapfn-cli-home-'));
     work = await fs.mkdtemp(path.join(os.tmpdir(), 'snapfn-cli-work-'));
     engine = await FakeEngine.create();
     store = await FunctionStore.open(home);
-    gateway = await startGateway({ engine, store, config: { apiKey: KEY, maxBodyBytes: 4096, maxDeployBytes: 1 << 20 }, port: 0, hostname: '127.0.0.1' });
+    gateway = await startGateway({ engine, store, config: { apiKey: KEY, maxBodyBytes: 4096, maxDeployBytes: 4 << 20 }, port: 0, hostname: '127.0.0.1' });
     env = { FN_URL: gateway.url, FN_API_KEY: KEY };
-    const write = async (rel: string, text: string) => {
-      await fs.mkdir(path.dirname(path.join(work, rel)), { recursive: true });
-      await fs.writeFile(path.join(work, rel), text);
-    };
     await write('greet/index.js', "export default async (req) => { const u = new URL(req.url); console.log('hi from ' + u.pathname); return { name: u.searchParams.get('name'), method: req.method, path: u.pathname, body: req.method === 'GET' ? null : await req.text(), secret: process.env.TOKEN ? 'set' : 'unset' }; };\n");
     await write('greet/.git/HEAD', 'ref');
     await write('picky/index.js', "export default async (req) => new Response('nope', { status: 418 });\n");
@@ -54,31 +55,34 @@ describe('fn CLI against a gateway (fake engine)', () => {
     await fs.rm(work, { recursive: true, force: true });
   });
 
-  it('deploy prints progress lines as they stream, then the URL', async () => {
+  it('deploy prints progress on stderr as it uploads and the build streams, then the URL on stdout', async () => {
     const run = await runCli(['deploy', 'greet', '--env', 'MODE=x', '--secret', 'TOKEN', '--timeout', '3000', '--keep-warm'], { env: { ...env, TOKEN: 'from-my-env-123' }, cwd: work });
     assert.equal(run.code, 0, run.stderr);
-    assert.match(run.stdout, /^deploying greet from .*greet \(1 files, /);
-    assert.match(run.stdout, /\n {2}booting a sandbox with the handler\n/);
-    assert.match(run.stdout, /\n {2}activated v1\n/);
-    assert.match(run.stdout, new RegExp(`deployed greet v1 -> ${gateway.url}/fn/greet`));
+    assert.match(run.stderr, /^deploying greet from .*greet \(1 files, \d+ B\)\n {2}uploading 1 of 1 blobs \(\d+ B\)\n {2}uploaded 1 blobs \(\d+ B\)\n/);
+    assert.match(run.stderr, /\n {2}booting a sandbox with the handler\n/);
+    assert.match(run.stderr, /\n {2}activated v1\n$/);
+    assert.match(run.stdout, new RegExp(`^deployed greet v1 -> ${gateway.url}/fn/greet`));
     assert.match(run.stdout, /keep-warm, env: MODE, secrets: TOKEN/);
     const fn = await store.serving('greet');
     assert.equal(fn?.version.config.timeoutMs, 3000);
     assert.equal(fn?.deployment.env.TOKEN, 'from-my-env-123');
   });
 
-  it('deploy --json prints only the function as JSON', async () => {
+  it('deploy --json prints only the function as JSON, with the bytes it uploaded', async () => {
     const run = await runCli(['deploy', path.join(work, 'greet'), '--name', 'greet2', '--json'], { env });
     assert.equal(run.code, 0, run.stderr);
-    const fn = FunctionView.parse(JSON.parse(run.stdout));
+    const out = JSON.parse(run.stdout);
+    const fn = FunctionView.parse(out);
     assert.equal(fn.name, 'greet2');
+    // Same contents as greet: the gateway already has the blob.
+    assert.deepEqual([out.uploadedBlobs, out.uploadedBytes], [0, 0]);
+    assert.match(run.stderr, /\n {2}the gateway has all 1 blobs already: nothing to upload\n/);
   });
 
-  it('deploy reports the server error code in one line', async () => {
+  it('deploy reports the server error code as its last line', async () => {
     const run = await runCli(['deploy', 'nodefault'], { env, cwd: work });
     assert.equal(run.code, 1);
-    oneLineError(run.stderr);
-    assert.match(run.stderr, /^fn: invalid_handler: index\.js exports no handler: /);
+    assert.match(run.stderr, /\nfn: invalid_handler: index\.js exports no handler: [^\n]*\n$/);
   });
 
   it('deploy validates flags with the API schemas before uploading', async () => {
@@ -238,5 +242,49 @@ describe('fn CLI against a gateway (fake engine)', () => {
     const refused = await execa('node', [FN_BIN, 'ls'], { env: { ...process.env, FN_URL: `http://127.0.0.1:${await freePort()}` }, reject: false });
     assert.equal(refused.exitCode, 1);
     assert.match(refused.stderr, /^fn: the gateway is not running at /);
+  });
+
+  it('redeploying with unchanged dependencies uploads only the changed file (well under 1% of the first upload)', async () => {
+    const dir = path.join(work, 'heavy');
+    // Incompressible, distinct contents, like a real node_modules.
+    for (let i = 0; i < 20; i++) await write(`heavy/node_modules/blobby/part${i}.bin`, crypto.randomBytes(50_000).toString('base64'));
+    await write('heavy/node_modules/blobby/package.json', JSON.stringify({ name: 'blobby', main: 'index.js' }));
+    await write('heavy/node_modules/blobby/index.js', "module.exports = 'blobby';\n");
+    await write('heavy/index.js', "import b from 'blobby';\nexport default () => ({ b, v: 1 });\n");
+    const first = await runCli(['deploy', dir, '--json'], { env });
+    assert.equal(first.code, 0, first.stderr);
+    const firstBytes = JSON.parse(first.stdout).uploadedBytes as number;
+    assert.ok(firstBytes > 1_300_000, String(firstBytes));
+
+    await write('heavy/index.js', "import b from 'blobby';\nexport default () => ({ b, v: 2 });\n");
+    const second = await runCli(['deploy', dir, '--json'], { env });
+    assert.equal(second.code, 0, second.stderr);
+    const out = JSON.parse(second.stdout);
+    assert.deepEqual([out.activeVersion, out.uploadedBlobs, out.uploadedBytes], [2, 1, (await fs.stat(path.join(dir, 'index.js'))).size]);
+    assert.ok(out.uploadedBytes < firstBytes / 100);
+    assert.match(second.stderr, /\n {2}uploading 1 of 23 blobs \(\d+ B\)\n {2}uploaded 1 blobs \(\d+ B\)\n/);
+    assert.deepEqual(await (await fetch(`${gateway.url}/fn/heavy`)).json(), { b: 'blobby', v: 2 });
+  });
+
+  it('deploy leaves out what .fnignore lists, and keeps node_modules', async () => {
+    await write('ignoring/index.js', "import fs from 'node:fs';\nexport default () => fs.readdirSync(new URL('.', import.meta.url)).sort();\n");
+    await write('ignoring/.fnignore', '# local only\n*.log\nfixtures/\n');
+    await write('ignoring/debug.log', 'noise');
+    await write('ignoring/fixtures/big.json', '{}');
+    await write('ignoring/node_modules/dep/index.js', 'module.exports = 1;');
+    const run = await runCli(['deploy', 'ignoring'], { env, cwd: work });
+    assert.equal(run.code, 0, run.stderr);
+    assert.match(run.stderr, /^deploying ignoring from .* \(3 files, /);
+    const listed = (await (await fetch(`${gateway.url}/fn/ignoring`)).json()) as string[];
+    assert.deepEqual(listed.filter((f) => !f.startsWith('.snapfn')), ['.fnignore', 'index.js', 'node_modules']);
+  });
+
+  it('deploy --handler names the module and export', async () => {
+    // The fake engine calls the default export whatever the setting says; the gateway must have kept the setting.
+    await write('named/src/app.js', 'export const main = () => "from main";\nexport default main;\n');
+    const run = await runCli(['deploy', 'named', '--handler', 'src/app.main'], { env, cwd: work });
+    assert.equal(run.code, 0, run.stderr);
+    const fn = await store.serving('named');
+    assert.equal(fn?.version.config.handler, 'src/app.main');
   });
 });

@@ -10,7 +10,8 @@ export const ClientEnv = z.object({
 
 export interface RequestOptions {
   json?: unknown;
-  body?: Uint8Array | string;
+  /** A stream is sent as it is read (give `content-length` in `headers` when the size is known). */
+  body?: Uint8Array | string | ReadableStream<Uint8Array>;
   headers?: Record<string, string>;
   signal?: AbortSignal;
 }
@@ -75,14 +76,15 @@ export class GatewayClient {
   async fetch(method: string, path: string, options: RequestOptions = {}): Promise<Response> {
     const headers: Record<string, string> = { ...options.headers };
     if (this.#apiKey) headers.authorization = `Bearer ${this.#apiKey}`;
-    let body: Uint8Array | string | undefined = options.body;
+    let body: RequestOptions['body'] = options.body;
     if (options.json !== undefined) {
       body = JSON.stringify(options.json);
       headers['content-type'] = 'application/json';
     }
     try {
       // Buffers are valid fetch bodies at runtime; lib.dom's BodyInit typing lags behind ArrayBufferLike.
-      return await fetch(`${this.baseUrl}${path}`, { method, headers, ...(body !== undefined ? { body: body as BodyInit } : {}), ...(options.signal ? { signal: options.signal } : {}) });
+      const streamed = body instanceof ReadableStream ? { duplex: 'half' } : {};
+      return await fetch(`${this.baseUrl}${path}`, { method, headers, ...(body !== undefined ? { body: body as BodyInit } : {}), ...streamed, ...(options.signal ? { signal: options.signal } : {}) } as RequestInit);
     } catch (err) {
       if ((err as Error).name === 'AbortError') throw err;
       throw connectionProblem(err, this.baseUrl);

@@ -1,4 +1,6 @@
+import type { HashedDirectory } from '../../src/deploy/pack-directory.ts';
 import type { FunctionView, InvocationLogEntry, InvocationView } from '../../src/schemas/api.ts';
+import type { UploadProgress } from './upload-blobs.ts';
 
 export function formatBytes(bytes: number): string {
   if (bytes < 1024) return `${bytes} B`;
@@ -13,7 +15,28 @@ export function table(header: string[], rows: string[][]): string {
   return [line(header), ...rows.map(line)].join('\n');
 }
 
+export function deployingLine(name: string, dir: string, hashed: Pick<HashedDirectory, 'manifest' | 'bytes' | 'hoisted'>): string {
+  const shown = hashed.hoisted.slice(0, 3).join(', ');
+  const more = hashed.hoisted.length > 3 ? ` and ${hashed.hoisted.length - 3} more` : '';
+  const hoisted = hashed.hoisted.length > 0 ? `, with ${shown}${more} from a parent node_modules` : '';
+  return `deploying ${name} from ${dir} (${hashed.manifest.length} files, ${formatBytes(hashed.bytes)}${hoisted})`;
+}
+
+export function uploadingLine(p: UploadProgress, distinct: number): string {
+  if (p.blobs === 0) return `  the gateway has all ${distinct} blobs already: nothing to upload`;
+  return `  uploading ${p.blobs} of ${distinct} blobs (${formatBytes(p.bytes)})`;
+}
+
+export function uploadProgressLine(p: UploadProgress): string {
+  return `  uploaded ${p.uploadedBlobs}/${p.blobs} blobs, ${formatBytes(p.uploadedBytes)} of ${formatBytes(p.bytes)}`;
+}
+
+export function uploadedLine(p: UploadProgress): string {
+  return `  uploaded ${p.uploadedBlobs} blobs (${formatBytes(p.uploadedBytes)})`;
+}
+
 const STEP_LABELS: Record<string, (detail: Record<string, unknown>) => string> = {
+  prepared: (d) => `prepared ${String(d.files ?? '?')} files (${formatBytes(Number(d.bytes ?? 0))}), entry ${String(d.entry ?? '?')}`,
   bundled: (d) => `bundled handler (${formatBytes(Number(d.bytes ?? 0))})`,
   rootfs: () => 'preparing the base root filesystem',
   boot: () => 'booting a sandbox with the handler',

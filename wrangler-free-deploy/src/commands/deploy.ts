@@ -1,27 +1,29 @@
 import path from 'node:path';
-import { packDirectory } from '../../../src/deploy/pack-directory.ts';
+import { hashDirectory } from '../../../src/deploy/pack-directory.ts';
 import { DeployEvent, DeployRequest } from '../../../src/schemas/api.ts';
 import { FunctionName } from '../../../src/schemas/function-config.ts';
 import { zodMessage } from '../../../src/schemas/zod-message.ts';
 import { CliError, UsageError } from '../cli-error.ts';
 import { httpErrorOf } from '../client.ts';
 import { intOption, keyValues, parseCommand, type Command } from '../context.ts';
-import { formatBytes, functionSummary, progressLine } from '../format.ts';
+import { deployingLine, functionSummary, progressLine, uploadedLine, uploadingLine, uploadProgressLine } from '../format.ts';
 import { ndjsonLines } from '../ndjson.ts';
+import { uploadMissingBlobs } from '../upload-blobs.ts';
 
-/** Guards this machine's memory; the server applies its own (smaller) SNAPFN_MAX_BUNDLE_BYTES. */
-const CLIENT_MAX_PACK_BYTES = 256 * 1024 * 1024;
+/** A long upload says how far it got this often (stderr, so also in logs of non-interactive runs). */
+const PROGRESS_EVERY_MS = 2000;
 
 export const deploy: Command = {
   name: 'deploy',
-  summary: 'bundle a handler directory and deploy it as a new version',
-  usage: 'fn deploy <dir> [--name NAME] [--env K=V]... [--secret K[=V]]... [--keep-warm] [--timeout MS] [--memory MB] [--schedule CRON] [--network none|egress] [--json]',
+  summary: 'upload a function directory (only the files the gateway lacks) and deploy it as a new version',
+  usage: 'fn deploy <dir> [--name NAME] [--handler FILE.EXPORT] [--env K=V]... [--secret K[=V]]... [--keep-warm] [--timeout MS] [--memory MB] [--schedule CRON] [--network none|egress] [--json]',
   async run(args, ctx) {
     const { values, positionals } = parseCommand(
       this,
       args,
       {
         name: { type: 'string' },
+        handler: { type: 'string' },
         env: { type: 'string', multiple: true },
         secret: { type: 'string', multiple: true },
         'keep-warm': { type: 'boolean' },
@@ -36,6 +38,7 @@ export const deploy: Command = {
     const name = values.name ?? path.basename(dir).toLowerCase();
     if (!values.name && !FunctionName.safeParse(name).success) throw new UsageError(`the directory name ${JSON.stringify(name)} is not a valid function name; pass --name`);
     const config = {
+      ...(values.handler !== undefined ? { handler: values.handler } : {}),
       ...(values['keep-warm'] ? { keepWarm: true } : {}),
       ...(values.timeout !== undefined ? { timeoutMs: intOption('timeout', values.timeout) } : {}),
       ...(values.memory !== undefined ? { memoryMb: intOption('memory', values.memory) } : {}),
@@ -44,21 +47,29 @@ export const deploy: Command = {
     };
     const env = keyValues('env', values.env);
     const secrets = keyValues('secret', values.secret, ctx.io.env);
-    // Validate everything but the files before packing a possibly large directory.
+    // Validate everything but the files before reading a possibly large directory.
     const checked = DeployRequest.safeParse({ name, files: { 'index.js': '' }, config, env, secrets });
     if (!checked.success) throw new UsageError(zodMessage(checked.error));
 
-    const packed = await packDirectory(dir, { maxBytes: CLIENT_MAX_PACK_BYTES }).catch((err: Error) => {
+    const hashed = await hashDirectory(dir).catch((err: Error) => {
       throw new CliError(err.message);
     });
-    const request = DeployRequest.safeParse({ name, files: packed.files, config, env, secrets });
+    const request = DeployRequest.safeParse({ name, manifest: hashed.manifest, config, env, secrets });
     if (!request.success) throw new CliError(zodMessage(request.error, 'deploy'));
-    if (!values.json) {
-      const hoisted = packed.hoisted.length > 0 ? `, with ${packed.hoisted.join(', ')} from a parent node_modules` : '';
-      ctx.out(`deploying ${name} from ${dir} (${Object.keys(packed.files).length} files, ${formatBytes(packed.bytes)}${hoisted})`);
-    }
+    ctx.note(deployingLine(name, dir, hashed));
 
     const client = ctx.client();
+    let noted = Date.now();
+    const uploaded = await uploadMissingBlobs(client, hashed, {
+      start: (p) => ctx.note(uploadingLine(p, hashed.fileOf.size)),
+      progress: (p) => {
+        if (Date.now() - noted < PROGRESS_EVERY_MS || p.uploadedBlobs === p.blobs) return;
+        noted = Date.now();
+        ctx.note(uploadProgressLine(p));
+      },
+    });
+    if (uploaded.blobs > 0) ctx.note(uploadedLine(uploaded));
+
     const res = await client.fetch('POST', '/v1/functions', { json: request.data });
     if (!res.ok) throw await httpErrorOf(res);
     if (!(res.headers.get('content-type') ?? '').includes('ndjson')) throw new CliError(`unexpected answer from the gateway (${res.headers.get('content-type')})`);
@@ -67,11 +78,13 @@ export const deploy: Command = {
       if (!event.success) throw new CliError(`unexpected deploy event from the gateway: ${zodMessage(event.error)}`);
       const e = event.data;
       if (e.type === 'progress') {
-        if (!values.json) ctx.out(progressLine(e.step, e.detail));
+        ctx.note(progressLine(e.step, e.detail));
       } else if (e.type === 'error') {
         throw new CliError(`deploy of ${name} failed: ${e.error.code}: ${e.error.message}`);
       } else {
-        ctx.out(values.json ? JSON.stringify(e.function, null, 2) : `deployed ${functionSummary(e.function)}`);
+        // uploadedBytes: what this deploy had to send, so scripts (and tests) can see that a redeploy sent only what changed.
+        const result = { ...e.function, uploadedBlobs: uploaded.uploadedBlobs, uploadedBytes: uploaded.uploadedBytes };
+        ctx.out(values.json ? JSON.stringify(result, null, 2) : `deployed ${functionSummary(e.function)}`);
         return;
       }
     }
