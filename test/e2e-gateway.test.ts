@@ -126,8 +126,9 @@ describe('e2e: gateway + real engine', { skip, timeout: 15 * 60_000 }, () => {
     const dir = await writeHandler(path.join(work, 'e2e'), handlerSource('two'));
     const deployed = await fn(['deploy', dir, '--env', 'REGION=us', '--secret', `TOKEN=${SECRET}`]);
     assert.equal(deployed.exitCode, 0, deployed.stderr);
-    assert.match(deployed.stdout, /checkpointing/);
-    assert.match(deployed.stdout, /deployed e2e v2 /);
+    // Progress on stderr, the result on stdout.
+    assert.match(deployed.stderr, /checkpointing/);
+    assert.match(deployed.stdout, /^deployed e2e v2 /);
     const invoked = await fn(['invoke', 'e2e', '--path', '?name=cli']);
     assert.equal(invoked.exitCode, 0, invoked.stderr);
     assert.deepEqual(JSON.parse(invoked.stdout), { label: 'two', name: 'cli', region: 'us', token: 'present' });
@@ -153,7 +154,8 @@ describe('e2e: gateway + real engine', { skip, timeout: 15 * 60_000 }, () => {
     const dir = await writeHandler(path.join(work, 'broken'), "throw new Error('fails at import');\nexport default () => 1;\n");
     const deployed = await fn(['deploy', dir, '--name', 'e2e']);
     assert.equal(deployed.exitCode, 1);
-    assert.match(deployed.stderr, /^fn: deploy of e2e failed: template_build_failed: /);
+    // The last line, after the progress lines.
+    assert.match(deployed.stderr, /\nfn: deploy of e2e failed: template_build_failed: [^\n]*$/);
     const res = await fetch(`${url}/fn/e2e`);
     assert.equal(res.headers.get('x-fn-version'), '2');
     assert.equal(((await res.json()) as { label: string }).label, 'two');
