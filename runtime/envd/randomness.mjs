@@ -1,105 +1,66 @@
 // Fresh randomness in every sandbox restored from one template.
 //
-// Every sandbox restored from one template starts with the same V8 and
-// OpenSSL random state: it is part of the snapshot. Left alone, Math.random,
-// crypto.randomUUID and crypto.randomBytes return the same values in every
-// sandbox. gVisor's /dev/urandom draws from the host on every read, so the
-// random APIs are re-pointed at it, and bytes buffered before a (re)connect
-// are thrown away. This runs before the handler is imported, so modules that
-// keep a reference to these functions get the fresh ones too.
+// A restored sandbox starts with its template's memory, so every random
+// state inside node starts out the same in all of them. What holds such
+// state in node 20, and what refreshes it (docs/engine.md, "Randomness after
+// a restore", has the whole list):
+// - OpenSSL's DRBGs (crypto.randomBytes, key generation, crypto.subtle, TLS)
+//   and V8's generator and Math.random state: reseed.node's reseed().
+// - node's own JavaScript caches of OpenSSL output: randomUUID's batch of 128
+//   UUIDs and randomInt's 6 KiB. Drained here, so that what they hand out
+//   next was drawn after the reseed.
+// Everything else draws from those at the time of the call. The random APIs
+// themselves stay node's own (same validation, errors, speed); randomInt
+// only gets a wrapper that notes it was ever used, because draining its
+// cache costs ~1 ms and is needed only then.
+//
+// refreshRandomness() runs on every (re)connect to the host, i.e. after every
+// restore, before the first invocation. It must stay synchronous and fast.
 
-import fs from 'node:fs';
-import { Buffer } from 'node:buffer';
 import crypto from 'node:crypto';
+import fs from 'node:fs';
 import { syncBuiltinESMExports } from 'node:module';
+import { addon } from './reseed-addon.mjs';
 
-const urandomFd = fs.openSync('/dev/urandom', 'r');
-const POOL_BYTES = 4096;
-let pool = Buffer.alloc(0);
-let poolOffset = 0;
+// Sizes of node 20's caches (lib/internal/crypto/random.js): a drain makes at
+// least this many draws, so each cache is refilled at least once in it.
+const UUID_BATCH = 128;
+const RANDOM_INT_SLOTS = (6 * 1024) / 6;
+const RANDOM_INT_MAX = 2 ** 48 - 1;
 
-function readUrandom(target) {
-  for (let off = 0; off < target.length; ) off += fs.readSync(urandomFd, target, off, target.length - off, null);
+const nativeRandomInt = crypto.randomInt;
+let randomIntUsed = false;
+let installed = false;
+
+function drainCaches() {
+  for (let i = 0; i < UUID_BATCH; i++) crypto.randomUUID();
+  // Once used, the cache holds bytes from before whatever snapshot comes next.
+  if (randomIntUsed) for (let i = 0; i < RANDOM_INT_SLOTS; i++) nativeRandomInt(RANDOM_INT_MAX);
 }
 
-function freshBytes(n) {
-  if (n > POOL_BYTES / 4) {
-    const out = Buffer.allocUnsafe(n);
-    readUrandom(out);
-    return out;
-  }
-  if (poolOffset + n > pool.length) {
-    pool = Buffer.allocUnsafe(POOL_BYTES);
-    readUrandom(pool);
-    poolOffset = 0;
-  }
-  const out = Buffer.from(pool.subarray(poolOffset, poolOffset + n));
-  poolOffset += n;
-  return out;
-}
-
-/** Called on every connect: after a restore, nothing buffered in the snapshot may be handed out. */
+/**
+ * After a restore: new entropy into OpenSSL and V8, then node's caches of
+ * old output are used up. A failure ends the process: a sandbox that cannot
+ * promise fresh randomness must not serve (the host sees it crash).
+ */
 export function refreshRandomness() {
-  pool = Buffer.alloc(0);
-  poolOffset = 0;
-}
-
-function fillView(view, offset = 0, size) {
-  const bytes = ArrayBuffer.isView(view) ? new Uint8Array(view.buffer, view.byteOffset, view.byteLength) : new Uint8Array(view);
-  const length = size ?? bytes.length - offset;
-  bytes.set(freshBytes(length), offset);
-  return view;
-}
-
-function uuidV4() {
-  const b = freshBytes(16);
-  b[6] = (b[6] & 0x0f) | 0x40;
-  b[8] = (b[8] & 0x3f) | 0x80;
-  const h = b.toString('hex');
-  return `${h.slice(0, 8)}-${h.slice(8, 12)}-${h.slice(12, 16)}-${h.slice(16, 20)}-${h.slice(20)}`;
-}
-
-function randomInt(min, max, callback) {
-  if (max === undefined || typeof max === 'function') [min, max, callback] = [0, min, max];
-  if (!Number.isSafeInteger(min) || !Number.isSafeInteger(max) || max <= min) throw new RangeError('randomInt needs safe integers with min < max');
-  const range = max - min;
-  // Rejection sampling over 48 bits keeps the result unbiased.
-  const limit = 2 ** 48 - (2 ** 48 % range);
-  let x;
-  do x = freshBytes(6).readUIntBE(0, 6);
-  while (x >= limit);
-  const value = min + (x % range);
-  if (typeof callback === 'function') process.nextTick(callback, null, value);
-  else return value;
-}
-
-/** Re-points every JavaScript-reachable random API at fresh bytes. */
-export function installFreshRandomness() {
-  Math.random = () => {
-    const b = freshBytes(8);
-    return (b.readUInt32BE(0) * 2 ** 21 + (b.readUInt32BE(4) >>> 11)) / 2 ** 53;
-  };
-  crypto.randomBytes = (size, callback) => {
-    const out = freshBytes(size);
-    if (typeof callback === 'function') process.nextTick(callback, null, out);
-    else return out;
-  };
-  crypto.pseudoRandomBytes = crypto.randomBytes;
-  crypto.randomFillSync = (view, offset, size) => fillView(view, offset, size);
-  crypto.randomFill = (view, offset, size, callback) => {
-    const cb = [offset, size, callback].find((a) => typeof a === 'function');
-    fillView(view, typeof offset === 'number' ? offset : 0, typeof size === 'number' ? size : undefined);
-    process.nextTick(cb, null, view);
-  };
-  crypto.randomUUID = () => uuidV4();
-  crypto.randomInt = randomInt;
-  // crypto.getRandomValues is a getter for webcrypto's; patching webcrypto below covers it.
-  for (const target of [globalThis.crypto, crypto.webcrypto]) {
-    if (!target) continue;
-    Object.defineProperty(target, 'getRandomValues', { value: (view) => fillView(view), configurable: true, writable: true });
-    Object.defineProperty(target, 'randomUUID', { value: () => uuidV4(), configurable: true, writable: true });
+  try {
+    addon.reseed();
+    drainCaches();
+  } catch (err) {
+    fs.writeSync(2, `snapfn: refreshing randomness after a restore failed, exiting: ${err?.stack ?? err}\n`);
+    process.exit(70);
   }
-  syncBuiltinESMExports();
 }
 
-
+/** Once at startup: wraps randomInt and proves the addon works before any snapshot is taken. */
+export function installFreshRandomness() {
+  if (installed) return;
+  installed = true;
+  crypto.randomInt = function randomInt(...args) {
+    randomIntUsed = true;
+    return Reflect.apply(nativeRandomInt, this, args);
+  };
+  syncBuiltinESMExports();
+  refreshRandomness();
+}

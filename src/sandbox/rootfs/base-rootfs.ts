@@ -5,6 +5,8 @@ import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { execa } from 'execa';
 import { withNativeRuntimeLibraries } from './native-runtime.ts';
+import { randomnessModule, RANDOMNESS_GUEST_NAME } from './randomness-module.ts';
+import { ensureReseedAddon, RESEED_ADDON_GUEST_NAME } from './reseed-addon.ts';
 import { copyExtras, evalExtras, hashExtras, resolveExtras, type RootfsExtras } from './rootfs-extras.ts';
 
 /** envd and its modules: every file of this directory lands in /opt/snapfn (envd.mjs is the entry). */
@@ -14,7 +16,7 @@ async function envdFiles(): Promise<string[]> {
   return (await fs.readdir(ENVD_DIR)).filter((name) => /\.(mjs|node)$/.test(name)).sort();
 }
 
-/** The read-only root filesystem every sandbox starts from: Node, its libraries, envd. */
+/** The read-only root filesystem every sandbox starts from: Node, its libraries, envd and its addon. */
 export interface BaseRootfs {
   /** Content hash of node, its libraries and envd. */
   readonly hash: string;
@@ -90,6 +92,11 @@ async function buildBaseRootfs(home: string, extras?: RootfsExtras): Promise<Bas
     if (name !== 'envd.mjs') hash.update(`envd/${name}\0`);
     await sha256File(path.join(ENVD_DIR, name), hash);
   }
+  const addon = await ensureReseedAddon();
+  hash.update(`envd/${RESEED_ADDON_GUEST_NAME}\0`);
+  await sha256File(addon, hash);
+  const randomness = await randomnessModule();
+  hash.update(`envd/${RANDOMNESS_GUEST_NAME}\0${randomness.sha256}\0`);
   const resolved = extras ? await resolveExtras(extras) : undefined;
   if (resolved) await hashExtras(resolved, hash);
   const digest = hash.digest('hex').slice(0, 16);
@@ -115,6 +122,8 @@ async function buildBaseRootfs(home: string, extras?: RootfsExtras): Promise<Bas
     await fs.copyFile(lib, target);
   }
   for (const name of envd) await fs.copyFile(path.join(ENVD_DIR, name), path.join(tmp, path.dirname(GUEST_PATHS.envd), name));
+  await fs.copyFile(addon, path.join(tmp, path.dirname(GUEST_PATHS.envd), RESEED_ADDON_GUEST_NAME));
+  await fs.writeFile(path.join(tmp, path.dirname(GUEST_PATHS.envd), RANDOMNESS_GUEST_NAME), randomness.code);
   await fs.writeFile(path.join(tmp, 'etc/passwd'), 'root:x:0:0:root:/root:/bin/sh\nnobody:x:65534:65534:nobody:/nonexistent:/bin/sh\n');
   await fs.writeFile(path.join(tmp, 'etc/group'), 'root:x:0:\nnogroup:x:65534:\n');
   await fs.writeFile(path.join(tmp, 'etc/hosts'), '127.0.0.1 localhost\n');
