@@ -30,6 +30,8 @@ const FILE_SIZE_BYTES = 32 * MiB;
 const OUTPUT_CAP_BYTES = 1 * MiB;
 const RESULT_CAP_BYTES = 1 * MiB;
 const STARTUP_TIMEOUT_MS = 8000;
+// EvalRequest's lower bound on memoryMb (src/schemas/eval.ts).
+const MIN_MEMORY_MB = 64;
 
 const CHILD_ENV = { PATH: '/usr/bin:/bin', HOME: WORK_DIR, LANG: 'C.UTF-8', TERM: 'dumb', PYTHONUNBUFFERED: '1', PYTHONDONTWRITEBYTECODE: '1' };
 const runnerFile = path.join(EVAL_DIR, { javascript: 'runner.cjs', python: 'runner.py', bash: 'runner.sh' }[language]);
@@ -38,16 +40,15 @@ const codeFile = path.join(EVAL_DIR, { javascript: 'snippet.js', python: 'snippe
 /**
  * Per language: the runner's command line and its control line. Every
  * runner is started before the checkpoint and waits in the snapshot for its
- * control line, so a request pays no fork of envd's large process.
+ * control line, so a request pays neither a fork of envd's large process nor
+ * the runtime's startup.
  */
 const RUNNERS = {
-  // Node itself is not pre-started: a node process restored from a snapshot
-  // hands every sandbox the same Math.random and OpenSSL DRBG state. A tiny
-  // pre-started shell execs it per request instead, which is ~150 ms cheaper
-  // than forking envd's big node process; the heap limit comes with the request.
+  // Started with the smallest heap limit a request can ask for: the runner
+  // raises it to the request's own after the control line (js-runner.cjs).
   javascript: {
-    argv: () => ['/usr/bin/dash', '-c', `printf '{"type":"ready"}\\n' >&3; read -r mb <&3 || exit 0; exec /usr/bin/node --max-old-space-size="$mb" --expose-internals ${runnerFile}`],
-    control: (req) => `${req.memoryMb}\n${JSON.stringify({ codeFile, cwd: WORK_DIR })}`,
+    argv: () => ['/usr/bin/node', `--max-old-space-size=${MIN_MEMORY_MB}`, '--expose-internals', runnerFile],
+    control: (req) => JSON.stringify({ codeFile, cwd: WORK_DIR, memoryMb: req.memoryMb }),
   },
   python: {
     argv: () => ['/usr/bin/python3', '-u', runnerFile],
@@ -60,7 +61,7 @@ const RUNNERS = {
 };
 const runner = RUNNERS[language];
 
-/** From the host's entropy: envd's own crypto state is part of the snapshot. */
+/** bash's $RANDOM seed, read per request: the snapshot holds the one bash started with. */
 function freshSeed() {
   const fd = fs.openSync('/dev/urandom', 'r');
   try {

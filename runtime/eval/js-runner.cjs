@@ -1,10 +1,19 @@
 // Runs one JavaScript snippet inside an eval sandbox, in a child process of
 // envd (so a crash, an OOM abort or process.exit only ends this process).
 //
+// Started while the eval template is built, it waits in the snapshot with
+// node up and this file loaded (see py-runner.py), so a request pays no node
+// startup. What is per request comes after the control line, never before
+// the checkpoint: fresh randomness (the same module envd uses, from
+// /opt/snapfn) and the heap limit (raised from the 64 MiB node was started
+// with to the request's, through reseed.node: a running V8 takes no new
+// --max-old-space-size).
+//
 // Protocol on fd 3 (a socket to the eval handler), one JSON object a line:
-//   in:  {"codeFile": "...", "cwd": "..."}
+//   out: {"type":"ready"} once waiting for work
+//   in:  {"codeFile": "...", "cwd": "...", "memoryMb": N}
 //   out: {"type":"started"} right before the user's code runs (the handler
-//        arms the user's timeout then, so node's startup is not billed),
+//        arms the user's timeout then),
 //        {"type":"result","ok":true,"json":"<JSON text>"} or
 //        {"type":"result","ok":false,"error":{"name","message"}}.
 //
@@ -20,6 +29,8 @@ const { createRequire } = require('node:module');
 
 const CONTROL_FD = 3;
 const FILENAME = 'eval.js';
+// envd's own modules in every sandbox's root filesystem (src/sandbox/rootfs/base-rootfs.ts).
+const SNAPFN_DIR = '/opt/snapfn';
 
 function readControl() {
   const chunks = [];
@@ -83,7 +94,21 @@ async function main() {
   // then paced by the reader (and stopped at the output cap) instead of
   // queueing output in memory until it dies, and process.exit() loses none.
   for (const stream of [process.stdout, process.stderr]) stream._handle?.setBlocking?.(true);
+  // A load failure ends the runner before it says ready: the template build fails.
+  const { installFreshRandomness, refreshRandomness } = await import(`${SNAPFN_DIR}/randomness.mjs`);
+  const addon = require(`${SNAPFN_DIR}/reseed.node`);
+  installFreshRandomness();
+  send({ type: 'ready' });
   const control = readControl();
+  refreshRandomness();
+  addon.setHeapLimit(control.memoryMb);
+  // node's own exit (V8 teardown, thread joins: ~10 ms here) is skipped: once
+  // the event loop is empty, 'exit' listeners run as usual and the process
+  // ends. A snippet with its own 'beforeExit' listener gets node's own path.
+  process.reallyExit = (exitCode) => addon.exitNow(exitCode);
+  process.on('beforeExit', () => {
+    if (process.listenerCount('beforeExit') === 1) process.exit();
+  });
   const code = fs.readFileSync(control.codeFile, 'utf8');
   process.chdir(control.cwd);
   // What a CommonJS module would have: `require` resolves from the working directory.
