@@ -14,6 +14,7 @@ describe('loadConfig', () => {
       poolSize: 1,
       maxBodyBytes: 6 * 1024 * 1024,
       maxDeployBytes: 250 * 1024 * 1024,
+      maxResponseBytes: 100 * 1024 * 1024,
       redisUrl: undefined,
       templateStore: undefined,
       maxQueueWaitMs: 30_000,

@@ -20,7 +20,6 @@ import { fileURLToPath } from 'node:url';
 
 const HERE = fileURLToPath(import.meta.url);
 const ROOT = path.resolve(path.dirname(HERE), '..');
-const ENVD = path.join(ROOT, 'runtime/envd/envd.mjs');
 const HANDLER = path.join(ROOT, 'test/fixtures/hello.mjs');
 const MEMORY_BYTES = 4 * 1024 * 1024;
 
@@ -39,6 +38,9 @@ async function fakeFirecracker(argv: string[]): Promise<void> {
   // in this sandbox's own copy, never in the template's.
   const { singleModuleSource: moduleSource } = await import('../src/sandbox/template/function-source.ts');
   const functionDir = (await moduleSource(HANDLER)).sourceDir;
+  // The envd every sandbox gets: bundled with its protocol module, its addon beside it.
+  const { ensureBaseRootfs } = await import('../src/sandbox/rootfs/base-rootfs.ts');
+  const ENVD = path.join((await ensureBaseRootfs(path.join(os.tmpdir(), 'snapfn-fake-vmm-home'))).dir, 'opt/snapfn/envd.mjs');
   const touchRootDrive = (what: string) => fsSync.writeFileSync(FIXED_ROOT_DRIVE, `${what} by ${id}\n`, { flag: 'r+' });
   const startEnvd = (uds: string) => {
     const envd = spawn(process.execPath, [ENVD], { env: { ...process.env, SNAPFN_ENVD_SOCKET: `${uds}_1024`, SNAPFN_FUNCTION_DIR: functionDir }, stdio: 'inherit' });

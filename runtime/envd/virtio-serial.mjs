@@ -9,7 +9,9 @@
 // which the line parser skips), and the first bytes after a hang-up mean "a
 // new host": envd answers with hello exactly as after a socket dial.
 
+// @ts-check
 import fs from 'node:fs';
+import { EventEmitter } from 'node:events';
 import { Buffer } from 'node:buffer';
 
 // Poll interval while no host holds the port.
@@ -30,33 +32,53 @@ function findVirtioPort(name) {
   return null;
 }
 
-/** Just enough of net.Socket for serve() and handle(): data in, write, end. */
-class PortConnection {
+/** Queued writes above this make write() return false, as a socket's buffer does. */
+const HIGH_WATER_BYTES = 256 * 1024;
+
+/** The port as a byte stream, enough of net.Socket for the Channel: data in, write with backpressure, end. */
+class PortConnection extends EventEmitter {
+  /** @param {number} fd */
   constructor(fd) {
+    super();
     this.fd = fd;
     this.ended = false;
-    this.listeners = { data: [], close: [], error: [] };
+    this.queued = 0;
+    /** @type {Promise<void>} */
     this.writes = Promise.resolve();
+    /** @type {Buffer[]} */
     this.pending = [];
   }
-  setEncoding() {}
-  on(event, fn) {
-    this.listeners[event]?.push(fn);
-    if (event === 'data') for (const text of this.pending.splice(0)) fn(text);
+  /** @param {string} event @param {(...args: any[]) => void} listener */
+  on(event, listener) {
+    super.on(event, listener);
+    // Bytes that come before envd has said hello wait for the channel to listen.
+    if (event === 'data') for (const bytes of this.pending.splice(0)) listener(bytes);
     return this;
   }
-  emitData(text) {
-    // Bytes that come before envd has said hello wait for serve() to listen.
-    if (this.listeners.data.length === 0) this.pending.push(text);
-    for (const fn of this.listeners.data) fn(text);
+  /** @param {Buffer} bytes */
+  receive(bytes) {
+    if (this.listenerCount('data') === 0) this.pending.push(bytes);
+    else this.emit('data', bytes);
   }
-  write(text) {
+  /** @param {Uint8Array} bytes */
+  write(bytes) {
     if (this.ended) return false;
-    const buf = Buffer.from(text);
+    const buf = Buffer.from(bytes);
+    this.queued += buf.length;
     // Serialised: concurrent fs.write calls on one fd may interleave.
-    this.writes = this.writes.then(() => new Promise((resolve) => writeAll(this.fd, buf, resolve)));
-    return true;
+    this.writes = this.writes.then(
+      () =>
+        new Promise((resolve) =>
+          writeAll(this.fd, buf, () => {
+            this.queued -= buf.length;
+            if (this.queued === 0) this.emit('drain');
+            resolve();
+          }),
+        ),
+    );
+    return this.queued < HIGH_WATER_BYTES;
   }
+  /** @param {() => void} [callback] */
   end(callback) {
     // A port cannot hang up: stop answering and let the host close its end.
     this.writes.then(() => {
@@ -70,6 +92,7 @@ class PortConnection {
   }
 }
 
+/** @param {number} fd @param {Buffer} buf @param {() => void} done */
 function writeAll(fd, buf, done) {
   fs.write(fd, buf, 0, buf.length, null, (err, n) => {
     if (err || n >= buf.length) return done();
@@ -77,9 +100,13 @@ function writeAll(fd, buf, done) {
   });
 }
 
+/** @type {{ connection: PortConnection | null }} */
 const portState = { connection: null };
 
-/** Calls `onHost(connection)` for each new host on the port (after boot and after every restore). */
+/**
+ * Calls `onHost(connection)` for each new host on the port (after boot and after every restore).
+ * @param {(connection: PortConnection) => void} onHost
+ */
 export function startVirtioSerial(onHost) {
   const name = process.env.SNAPFN_ENVD_PORT_NAME ?? 'org.snapfn.envd';
   const device = findVirtioPort(name);
@@ -89,14 +116,15 @@ export function startVirtioSerial(onHost) {
   }
   const fd = fs.openSync(device, 'r+');
   const buf = Buffer.alloc(64 * 1024);
-  let decoder = new TextDecoder();
   const readLoop = () => {
     fs.read(fd, buf, 0, buf.length, null, (err, n) => {
       if (err || n === 0) {
         // No host (or it just left): the next bytes belong to a new one.
-        if (portState.connection) portState.connection.ended = true;
+        if (portState.connection) {
+          portState.connection.ended = true;
+          portState.connection.emit('close');
+        }
         portState.connection = null;
-        decoder = new TextDecoder();
         setTimeout(readLoop, POLL_MS);
         return;
       }
@@ -105,10 +133,9 @@ export function startVirtioSerial(onHost) {
         portState.connection = conn;
         onHost(conn);
       }
-      portState.connection.emitData(decoder.decode(buf.subarray(0, n), { stream: true }));
+      portState.connection.receive(Buffer.from(buf.subarray(0, n)));
       readLoop();
     });
   };
   readLoop();
 }
-

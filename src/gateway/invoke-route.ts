@@ -3,11 +3,13 @@ import { SpanStatusCode, trace } from '@opentelemetry/api';
 import type { Context, Hono } from 'hono';
 import { NotFoundError, SnapfnError } from '../errors.ts';
 import type { InvokeResult } from '../orchestrator/types.ts';
+import { PayloadTooLargeError } from '../deploy/deploy-errors.ts';
 import { FunctionName } from '../schemas/function-config.ts';
+import { isStreaming, type StreamingRequest } from '../schemas/invocation.ts';
 import { assertOperator } from './auth.ts';
 import type { GatewayDeps, GatewayEnv } from './env.ts';
 import { toSnapfnError } from './error-response.ts';
-import { ERROR_HEADER, INVOCATION_ID_HEADER, respond } from './outcome-response.ts';
+import { ERROR_HEADER, INVOCATION_ID_HEADER, respond, respondStreaming } from './outcome-response.ts';
 import { invokeQueued, type InvocationContext, type InvokeReply, type LoggedResult } from './queued-invoke.ts';
 import { queueRouting } from './queue-routing.ts';
 import { readBody } from './read-body.ts';
@@ -48,9 +50,17 @@ async function invoke(c: Context<GatewayEnv>, deps: GatewayDeps): Promise<Respon
   const requireAuth = serving.version.config.requireAuth;
   if (requireAuth) assertOperator(c, config.apiKey);
   const routing = queueRouting(c.req.raw);
-  const body = await readBody(c.req.raw, config.maxBodyBytes);
+  const mayQueue = routing.async || routing.idempotencyKey !== undefined || deps.queue !== undefined;
+  // A body of declared length streams into the handler (limit checked up
+  // front); a queued invocation needs its body whole, and so does a chunked
+  // one, whose size is only known at its end.
+  const declared = Number(c.req.raw.headers.get('content-length') ?? NaN);
+  const streamBody = !(routing.async || routing.idempotencyKey !== undefined) && c.req.raw.body !== null && Number.isFinite(declared);
+  if (streamBody && declared > config.maxBodyBytes) throw new PayloadTooLargeError(`the request body is larger than the limit of ${config.maxBodyBytes} bytes`);
+  const body = streamBody ? Buffer.alloc(0) : await readBody(c.req.raw, config.maxBodyBytes);
   // The operator's key was for snapfn, not for the handler.
-  const wire = toWireRequest(c.req.raw, body, { ...(requireAuth ? { dropHeaders: ['authorization'] } : {}), ...(routing.handlerUrl ? { url: routing.handlerUrl } : {}) });
+  const wireOptions = { ...(requireAuth ? { dropHeaders: ['authorization'] } : {}), ...(routing.handlerUrl ? { url: routing.handlerUrl } : {}) };
+  const wire: StreamingRequest = { ...toWireRequest(c.req.raw, body, wireOptions), ...(streamBody && declared > 0 ? { bodyStream: c.req.raw.body! } : {}) };
   const redact = redactor(serving.secretValues);
   const attributes = { 'fn.name': name, 'fn.version': serving.version.version, 'invocation.id': c.get('invocationId') };
 
@@ -75,7 +85,12 @@ async function invoke(c: Context<GatewayEnv>, deps: GatewayDeps): Promise<Respon
       // Decided and started in one synchronous step: the engine reserves its
       // place inside invoke() before yielding, so concurrent requests cannot
       // all read the same free place.
-      const queued = routing.async || routing.idempotencyKey !== undefined || (deps.queue !== undefined && engine.freeCapacity() <= 0);
+      const queued = routing.async || routing.idempotencyKey !== undefined || (mayQueue && deps.queue !== undefined && engine.freeCapacity() <= 0);
+      // The queue keeps bodies in Redis: one that was meant to stream is read whole first.
+      if (queued && wire.bodyStream) {
+        const { bodyStream, ...head } = wire;
+        ctx.wire = { ...head, ...(await bodyOf(bodyStream, config.maxBodyBytes)) };
+      }
       const { response, error } = queued ? await invokeQueued(ctx, routing) : await invokeDirect(ctx);
       span.setAttribute('invocation.id', c.get('invocationId'));
       span.setAttribute('http.response.status_code', response.status);
@@ -90,12 +105,17 @@ async function invoke(c: Context<GatewayEnv>, deps: GatewayDeps): Promise<Respon
   });
 }
 
-/** The engine runs it here and now; the gateway logs it. */
+async function bodyOf(stream: ReadableStream<Uint8Array>, maxBytes: number): Promise<{ bodyBase64?: string }> {
+  const bytes = await readBody(new Request('http://body/', { method: 'POST', body: stream, duplex: 'half' } as RequestInit), maxBytes);
+  return bytes.length > 0 ? { bodyBase64: bytes.toString('base64') } : {};
+}
+
+/** The engine runs it here and now; the gateway logs it (a streamed response once its last byte is out). */
 async function invokeDirect(ctx: InvocationContext): Promise<InvokeReply> {
   const { deps, name, serving, wire, redact, record, started, c } = ctx;
   let result: InvokeResult;
   try {
-    result = await deps.engine.invoke(serving.deployment, wire, { invocationId: c.get('invocationId') });
+    result = await deps.engine.invoke(serving.deployment, wire, { invocationId: c.get('invocationId'), stream: true });
   } catch (err) {
     const error = toSnapfnError(err, deps.log);
     deps.metrics?.recordRejected(name, error.code, performance.now() - started);
@@ -103,6 +123,17 @@ async function invokeDirect(ctx: InvocationContext): Promise<InvokeReply> {
     throw error;
   }
   const { outcome } = result;
+  if (isStreaming(outcome)) {
+    const outgoing = c.env?.outgoing;
+    const reply = respondStreaming(outcome, serving.version.version, started, outgoing ? () => outgoing.destroy() : undefined);
+    void reply.finished.then(async ({ end, bytes, ttfbMs }) => {
+      deps.metrics?.recordInvocation(name, end, result.timings, performance.now() - started);
+      const error = end.ok ? undefined : { code: end.error.code, message: redact(end.error.message) };
+      const streamed = { responseBytes: bytes, ...(ttfbMs !== undefined ? { ttfbMs } : {}) };
+      await record({ status: reply.response.status, ok: end.ok, ...(error ? { error } : {}), logs: end.logs, logsTruncated: end.logsTruncated, ...streamed });
+    });
+    return { response: reply.response };
+  }
   deps.metrics?.recordInvocation(name, outcome, result.timings, performance.now() - started);
   const reply = respond(outcome, serving.version.version, redact);
   await record({ status: reply.response.status, ok: reply.error === undefined, ...(reply.error ? { error: reply.error } : {}), logs: outcome.logs, logsTruncated: outcome.logsTruncated });

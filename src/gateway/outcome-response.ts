@@ -1,5 +1,5 @@
 import { SnapfnError } from '../errors.ts';
-import type { HandlerFailure, InvocationOutcome } from '../schemas/invocation.ts';
+import type { HandlerFailure, InvocationOutcome, StreamingOutcome } from '../schemas/invocation.ts';
 import { errorResponse } from './error-response.ts';
 import { fromWireResponse, InvalidWireResponseError } from './wire.ts';
 
@@ -16,6 +16,9 @@ const FAILURE_STATUS: Record<HandlerFailure['code'], number> = {
   invalid_response: 502,
   timeout: 504,
   restore_failed: 503,
+  response_too_large: 502,
+  // nginx's "client closed request": nobody reads it, the log does.
+  cancelled: 499,
 };
 
 /** The HTTP status a failed outcome (or a queue error code) is answered with. */
@@ -25,6 +28,52 @@ export function failureStatus(code: string): number {
 
 export function failureResponse(code: string, status: number, message: string): Response {
   return errorResponse(new SnapfnError(code, status, message), { [ERROR_HEADER]: code });
+}
+
+/**
+ * The client's response for a streamed outcome: the body goes out chunk by
+ * chunk as the handler produces it. `finished` resolves once the stream is
+ * done (or cut: the handler failed, the limit was reached, the client left),
+ * with the invocation's final outcome for the log.
+ */
+export function respondStreaming(
+  outcome: StreamingOutcome,
+  version: number,
+  started: number,
+  /** Aborts the client's connection: a body cut part way must not look complete. Absent (no socket): the stream errors instead. */
+  cut?: () => void,
+): { response: Response; finished: Promise<{ end: InvocationOutcome; bytes: number; ttfbMs?: number }> } {
+  let bytes = 0;
+  let ttfbMs: number | undefined;
+  const reader = outcome.body.getReader();
+  const counted = new ReadableStream<Uint8Array>({
+    async pull(controller) {
+      let next: ReadableStreamReadResult<Uint8Array>;
+      try {
+        next = await reader.read();
+      } catch (err) {
+        if (!cut) return controller.error(err);
+        // Headers (and maybe bytes) are out: only a broken connection tells the client.
+        cut();
+        return controller.close();
+      }
+      if (next.done) return controller.close();
+      ttfbMs ??= Math.round((performance.now() - started) * 10) / 10;
+      bytes += next.value.length;
+      controller.enqueue(next.value);
+    },
+    cancel: (reason) => reader.cancel(reason),
+  });
+  let response: Response;
+  try {
+    response = fromWireResponse(outcome.response, { [VERSION_HEADER]: String(version) }, counted);
+  } catch (err) {
+    if (!(err instanceof InvalidWireResponseError)) throw err;
+    void counted.cancel().catch(() => {});
+    response = failureResponse('invalid_response', 502, err.message);
+  }
+  const finished = outcome.completion.then((end) => ({ end, bytes, ...(ttfbMs !== undefined ? { ttfbMs } : {}) }));
+  return { response, finished };
 }
 
 /** The client's response for an outcome of `version`, and the error it represents (if any) for the log. */

@@ -21,8 +21,11 @@ export class InvalidWireResponseError extends Error {
   override readonly name = 'InvalidWireResponseError';
 }
 
-/** The handler's response as a real Response; throws InvalidWireResponseError for headers no HTTP response can carry. */
-export function fromWireResponse(wire: WireResponse, extraHeaders: Record<string, string>): Response {
+/**
+ * The handler's response as a real Response (its body from `body` when it
+ * streams); throws InvalidWireResponseError for headers no HTTP response can carry.
+ */
+export function fromWireResponse(wire: WireResponse, extraHeaders: Record<string, string>, body?: ReadableStream<Uint8Array>): Response {
   const headers = new Headers();
   try {
     for (const [name, value] of wire.headers) {
@@ -35,6 +38,9 @@ export function fromWireResponse(wire: WireResponse, extraHeaders: Record<string
     throw new InvalidWireResponseError(`the handler returned an invalid header: ${(err as Error).message}`);
   }
   for (const [name, value] of Object.entries(extraHeaders)) headers.set(name, value);
-  const body = NULL_BODY_STATUSES.has(wire.status) ? null : Buffer.from(wire.bodyBase64, 'base64');
-  return new Response(body, { status: wire.status, headers });
+  if (NULL_BODY_STATUSES.has(wire.status)) {
+    void body?.cancel().catch(() => {});
+    return new Response(null, { status: wire.status, headers });
+  }
+  return new Response(body ?? Buffer.from(wire.bodyBase64, 'base64'), { status: wire.status, headers });
 }

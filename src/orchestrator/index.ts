@@ -11,6 +11,8 @@ export interface EngineOptions {
   maxSandboxes: number;
   poolSize: number;
   maxWaitMs?: number;
+  /** SNAPFN_MAX_RESPONSE_BYTES. */
+  maxResponseBytes?: number;
   /** Default: SNAPFN_DRIVER, else 'gvisor'. */
   driver?: DriverChoice;
 }
@@ -54,5 +56,5 @@ export async function createEngine(options: EngineOptions): Promise<Orchestrator
   }
   // Silent on the default, so the log of an unconfigured node is unchanged.
   if (options.driver ?? process.env.SNAPFN_DRIVER) process.stderr.write(`snapfn: sandbox driver ${driver.name} (platform ${driver.platform}; ${why})\n`);
-  return new Orchestrator({ driver, maxSandboxes: options.maxSandboxes, poolSize: options.poolSize, ...(options.maxWaitMs ? { maxWaitMs: options.maxWaitMs } : {}) });
+  return new Orchestrator({ driver, maxSandboxes: options.maxSandboxes, poolSize: options.poolSize, ...(options.maxWaitMs ? { maxWaitMs: options.maxWaitMs } : {}), ...(options.maxResponseBytes ? { maxResponseBytes: options.maxResponseBytes } : {}) });
 }

@@ -1,6 +1,6 @@
 import { trace, type Span } from '@opentelemetry/api';
 import { NotFoundError, SnapfnError } from '../errors.ts';
-import type { InvocationOutcome, WireRequest } from '../schemas/invocation.ts';
+import { isStreaming, type InvocationOutcome, type StreamingRequest, type WireRequest } from '../schemas/invocation.ts';
 import type { ProgressFn, Sandbox, SandboxDriver, Template, TemplateSource } from '../sandbox/driver.ts';
 import { SandboxCapacity, type Grant } from './capacity.ts';
 import { Teardowns } from './teardowns.ts';
@@ -19,6 +19,8 @@ export interface OrchestratorOptions<D extends SandboxDriver = SandboxDriver> {
   poolSize: number;
   /** How long an invocation may wait for a free sandbox before a 429. */
   maxWaitMs?: number;
+  /** SNAPFN_MAX_RESPONSE_BYTES: a response body past it fails with response_too_large. */
+  maxResponseBytes?: number;
   /** Paused keepWarm sandboxes kept per function once it has been quiet for idleTrimMs. */
   maxIdlePerFunction?: number;
   /** How long a burst's extra paused sandboxes outlive it (default 2 s). */
@@ -37,6 +39,7 @@ export class Orchestrator<D extends SandboxDriver = SandboxDriver> implements In
   readonly #capacity: SandboxCapacity<Sandbox>;
   readonly #defaultPoolSize: number;
   readonly #maxWaitMs: number;
+  readonly #maxResponseBytes: number | undefined;
   readonly #maxIdle: number;
   readonly #idleTrimMs: number;
   readonly #functions = new Map<string, ActiveFunction>();
@@ -58,6 +61,7 @@ export class Orchestrator<D extends SandboxDriver = SandboxDriver> implements In
     this.#teardowns = new Teardowns(this.#capacity, () => this.#refill());
     this.#defaultPoolSize = options.poolSize;
     this.#maxWaitMs = options.maxWaitMs ?? 30_000;
+    this.#maxResponseBytes = options.maxResponseBytes;
     this.#maxIdle = options.maxIdlePerFunction ?? 2;
     this.#idleTrimMs = options.idleTrimMs ?? 2000;
   }
@@ -147,7 +151,7 @@ export class Orchestrator<D extends SandboxDriver = SandboxDriver> implements In
     return [...this.#functions.values()].flatMap((fn) => fn.pool.map((s) => s.id));
   }
 
-  async invoke(deployment: Deployment, request: WireRequest, options: { invocationId: string }): Promise<InvokeResult> {
+  async invoke(deployment: Deployment, request: StreamingRequest, options: { invocationId: string; stream?: boolean }): Promise<InvokeResult> {
     if (this.#closed) throw new SnapfnError('shutting_down', 503, 'this node is shutting down');
     let fn = this.#functions.get(deployment.name);
     if (!fn || fn.template.id !== deployment.templateId) {
@@ -173,6 +177,8 @@ export class Orchestrator<D extends SandboxDriver = SandboxDriver> implements In
             functionName: deployment.name,
             version: deployment.version,
             memoryMb: deployment.config.memoryMb,
+            maxResponseBytes: this.#maxResponseBytes,
+            ...(options.stream ? { stream: true } : {}),
           });
         } finally {
           this.#busy--;
@@ -180,12 +186,16 @@ export class Orchestrator<D extends SandboxDriver = SandboxDriver> implements In
           fn!.lastActive = performance.now();
         }
         timings.handlerMs = performance.now() - started;
-        const sound = isSound(sandbox, outcome);
         // Teardown (runsc kill/pause) and the pool refill after it are CPU
-        // work: let the caller send its response first. ctx.waitUntil work
-        // keeps the sandbox (and its place) until it settles.
-        const settled = sound && sandbox.settled ? sandbox.settled() : Promise.resolve();
-        this.#teardowns.track(settled.then(() => new Promise<void>((done) => setImmediate(() => (this.#release(fn!, sandbox, sound), done())))));
+        // work: let the caller send its response first. A streamed body and
+        // ctx.waitUntil work keep the sandbox (and its place) until they end.
+        const final = isStreaming(outcome) ? outcome.completion : Promise.resolve(outcome);
+        const released = final.then(async (end) => {
+          const sound = isSound(sandbox, end);
+          if (sound && sandbox.settled) await sandbox.settled();
+          await new Promise<void>((done) => setImmediate(() => (this.#release(fn!, sandbox, sound && !sandbox.dead), done())));
+        });
+        this.#teardowns.track(released);
         return { outcome, timings };
       } finally {
         this.#inFlight--;

@@ -1,5 +1,5 @@
 import type { FunctionConfig } from '../schemas/function-config.ts';
-import type { InvocationOutcome, WireRequest } from '../schemas/invocation.ts';
+import type { InvocationOutcome, StreamingRequest, WireRequest } from '../schemas/invocation.ts';
 import type { ProgressFn, Template, TemplateSource } from '../sandbox/driver.ts';
 
 /** One immutable version of a function, as the orchestrator needs it to run. */
@@ -50,7 +50,12 @@ export interface InvocationEngine {
   activate(deployment: Deployment): Promise<void>;
   /** Drop pooled and kept-warm sandboxes of a deployment that no longer serves. */
   deactivate(name: string): Promise<void>;
-  invoke(deployment: Deployment, request: WireRequest, options: { invocationId: string }): Promise<InvokeResult>;
+  /**
+   * With `stream`, an ok outcome may be a StreamingOutcome (the body still on
+   * its way; the sandbox is released once it has all gone out), and the
+   * request may carry its body as a stream.
+   */
+  invoke(deployment: Deployment, request: StreamingRequest, options: { invocationId: string; stream?: boolean }): Promise<InvokeResult>;
   /** Sandboxes that could start an invocation right now. */
   freeCapacity(): number;
   /**

@@ -46,6 +46,10 @@ export interface InvokeOptions {
   functionName?: string;
   version?: number;
   memoryMb?: number;
+  /** Answer as soon as the response head exists, with the body as a stream (a StreamingOutcome). */
+  stream?: boolean;
+  /** Response body limit (SNAPFN_MAX_RESPONSE_BYTES); past it the invocation fails with response_too_large. */
+  maxResponseBytes?: number;
 }
 
 /** One running sandbox, resumed from a template. Owned by exactly one caller at a time. */

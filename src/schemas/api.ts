@@ -181,6 +181,9 @@ export const InvocationLogEntry = z.object({
   error: z.object({ code: z.string(), message: z.string() }).optional(),
   logs: z.array(LogLine),
   logsTruncated: z.boolean(),
+  /** Streamed responses: the bytes that went out, and the time to the first of them. */
+  responseBytes: z.number().int().min(0).optional(),
+  ttfbMs: z.number().optional(),
   /** Only for attempts run from the queue (absent: a direct HTTP invocation). */
   queue: QueuedAttempt.optional(),
 });

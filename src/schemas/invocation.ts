@@ -28,7 +28,7 @@ export const LogLine = z.object({
 export type LogLine = z.infer<typeof LogLine>;
 
 export const HandlerFailure = z.object({
-  code: z.enum(['handler_error', 'timeout', 'sandbox_crashed', 'restore_failed', 'invalid_response']),
+  code: z.enum(['handler_error', 'timeout', 'sandbox_crashed', 'restore_failed', 'invalid_response', 'response_too_large', 'cancelled']),
   message: z.string(),
   name: z.string().optional(),
   stack: z.string().optional(),
@@ -41,6 +41,21 @@ export const InvocationOutcome = z.discriminatedUnion('ok', [
   z.object({ ok: z.literal(false), error: HandlerFailure, logs: z.array(LogLine), logsTruncated: z.boolean() }),
 ]);
 export type InvocationOutcome = z.infer<typeof InvocationOutcome>;
+
+/**
+ * An ok outcome whose body is still on its way (a direct invocation that
+ * asked to stream): `response.bodyBase64` is empty, the bytes come through
+ * `body`, and `completion` is the outcome once the last byte is out (its
+ * logs, and ok: false if the stream broke off). Never serialized.
+ */
+export type StreamingOutcome = Extract<InvocationOutcome, { ok: true }> & { body: ReadableStream<Uint8Array>; completion: Promise<InvocationOutcome> };
+
+export function isStreaming(outcome: InvocationOutcome): outcome is StreamingOutcome {
+  return outcome.ok && 'body' in outcome && (outcome as StreamingOutcome).body instanceof ReadableStream;
+}
+
+/** A WireRequest whose body streams in (direct invocations); `bodyBase64` is then absent. Never serialized. */
+export type StreamingRequest = WireRequest & { bodyStream?: ReadableStream<Uint8Array> };
 
 /** How a queued invocation came in: a synchronous HTTP call that had to queue, an async call, a schedule tick. */
 export const InvocationMode = z.enum(['sync', 'async', 'schedule']);

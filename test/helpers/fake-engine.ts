@@ -6,7 +6,7 @@ import { pathToFileURL } from 'node:url';
 import { CapacityError, NotFoundError, TemplateBuildError } from '../../src/errors.ts';
 import type { Deployment, InvocationEngine, InvokeResult, OrchestratorStats } from '../../src/orchestrator/types.ts';
 import type { ProgressFn, Template, TemplateSource } from '../../src/sandbox/driver.ts';
-import type { InvocationOutcome, LogLine, WireRequest, WireResponse } from '../../src/schemas/invocation.ts';
+import type { InvocationOutcome, LogLine, StreamingRequest, WireRequest, WireResponse } from '../../src/schemas/invocation.ts';
 import { FUNCTION_META_PATH, type FunctionMeta } from '../../src/sandbox/template/function-source.ts';
 
 interface FakeTemplate extends Template {
@@ -99,21 +99,23 @@ export class FakeEngine implements InvocationEngine {
     this.active.delete(name);
   }
 
-  async invoke(deployment: Deployment, request: WireRequest, options: { invocationId: string }): Promise<InvokeResult> {
+  async invoke(deployment: Deployment, streaming: StreamingRequest, options: { invocationId: string }): Promise<InvokeResult> {
     if (this.overCapacity) throw new CapacityError('all sandboxes are busy', 3);
     const template = this.templates.get(deployment.templateId);
     if (!template) throw new NotFoundError(`template ${deployment.templateId} is not built`);
-    this.invocations.push({ deployment, request, invocationId: options.invocationId });
-    if (this.nextInvokeError !== undefined) {
-      const err = this.nextInvokeError;
-      this.nextInvokeError = undefined;
-      throw err;
-    }
     const canned = this.nextOutcome;
+    const failure = this.nextInvokeError;
     this.nextOutcome = undefined;
+    this.nextInvokeError = undefined;
     // Counted before the first await, like the orchestrator's reservation.
     this.#inFlight++;
     try {
+      // Recorded as the queue would carry it: a streamed body read whole.
+      const { bodyStream, ...head } = streaming;
+      const bytes = bodyStream ? Buffer.from(await new Response(bodyStream).arrayBuffer()) : undefined;
+      const request: WireRequest = bytes && bytes.length > 0 ? { ...head, bodyBase64: bytes.toString('base64') } : head;
+      this.invocations.push({ deployment, request, invocationId: options.invocationId });
+      if (failure !== undefined) throw failure;
       const outcome = canned ?? (await runHandler(template.handler, request, deployment.env));
       return { outcome, timings: { acquireMs: 0, restoreMs: 0, handlerMs: 0, source: 'restore' } };
     } finally {

@@ -1,26 +1,8 @@
 import type net from 'node:net';
-import { z } from 'zod';
-import { InvocationOutcome, type WireRequest } from '../../schemas/invocation.ts';
+import { EnvdHello, EnvdMessageSchema } from './envd-messages.ts';
+import { dataFrame, DATA_CHUNK_BYTES, FRAME_DATA, FrameDecoder, jsonFrame, type EnvdMessage, type HostMessage, type RequestHead } from './protocol.ts';
 
-/** What envd says first on every connection (after boot and after each restore). */
-export const EnvdHello = z.object({
-  type: z.literal('hello'),
-  bootId: z.string(),
-  connectCount: z.number(),
-  invocations: z.number(),
-  handlerType: z.string(),
-  /** snapfn, workers or lambda (null when the module did not load). */
-  handlerShape: z.string().nullable().optional(),
-  handlerConfig: z.unknown(),
-  loadError: z.object({ code: z.string(), message: z.string(), stack: z.string().optional() }).nullable(),
-  /** The function's afterRestore hook, run before this hello (absent after boot, or without a hook). */
-  afterRestore: z
-    .object({ ok: z.boolean(), ms: z.number(), error: z.object({ code: z.string(), message: z.string(), stack: z.string().optional() }).optional() })
-    .nullable()
-    .optional(),
-  nodeVersion: z.string(),
-});
-export type EnvdHello = z.infer<typeof EnvdHello>;
+export { EnvdHello } from './envd-messages.ts';
 
 export class AfterRestoreFailedError extends Error {
   override readonly name = 'AfterRestoreFailedError';
@@ -36,18 +18,6 @@ export function assertRestoredCleanly(hello: EnvdHello): void {
   if (hook && !hook.ok) throw new AfterRestoreFailedError(`afterRestore failed: ${hook.error?.message ?? 'unknown error'}`);
 }
 
-const Reply = z.union([
-  EnvdHello,
-  z.object({ type: z.literal('pong'), id: z.number(), invocations: z.number(), rssBytes: z.number() }),
-  z.object({ type: z.literal('result'), id: z.number(), outcome: InvocationOutcome, waitUntil: z.boolean().optional() }),
-  z.object({ type: z.literal('settled'), id: z.number(), state: z.enum(['settled', 'timeout']) }),
-  z.object({ type: z.literal('checkpoint-ready'), id: z.number() }),
-  z.object({ type: z.literal('warmed'), id: z.number() }),
-  z.object({ type: z.literal('rehearsed'), id: z.number(), ok: z.boolean(), outcomes: z.array(InvocationOutcome) }),
-  z.object({ type: z.literal('error'), id: z.number().optional(), error: z.object({ code: z.string(), message: z.string() }) }),
-]);
-type Reply = z.infer<typeof Reply>;
-
 /** What envd is told about an invocation besides the request (Lambda's context and Workers' env are built from it). */
 export interface EnvdInvocation {
   id: string;
@@ -57,6 +27,16 @@ export interface EnvdInvocation {
   env: Record<string, string>;
 }
 
+export type EnvdResult = Extract<EnvdMessage, { type: 'result' }>;
+
+/** An invocation in flight: its response head and streaming body once envd sends them, its end later. */
+export interface EnvdReply {
+  /** Absent when the invocation ended before a response existed (a throw, a load error): see `result`. */
+  head?: { status: number; headers: Array<[string, string]>; body: ReadableStream<Uint8Array> };
+  /** The end: logs, bytes, and whether the body stream completed. Rejects with EnvdClosedError or EnvdTimeoutError. */
+  result: Promise<EnvdResult>;
+}
+
 export class EnvdClosedError extends Error {
   constructor(message = 'envd connection closed') {
     super(message);
@@ -64,25 +44,52 @@ export class EnvdClosedError extends Error {
   }
 }
 
-/** One live connection to envd: newline-delimited JSON, one request at a time. */
+export class EnvdTimeoutError extends Error {
+  constructor(readonly timeoutMs: number) {
+    super(`envd did not answer within ${timeoutMs} ms`);
+    this.name = 'EnvdTimeoutError';
+  }
+}
+
+/** Response bytes buffered on the host before the channel stops reading (backpressure to envd). */
+const RESPONSE_HIGH_WATER_BYTES = 1024 * 1024;
+
+type Waiter = { resolve: (m: EnvdMessage) => void; reject: (e: Error) => void };
+
+interface Streaming {
+  controller: ReadableStreamDefaultController<Uint8Array>;
+  queuedBytes: number;
+}
+
+/**
+ * One live channel to envd, in the framing of protocol.ts: control messages
+ * as JSON frames, bodies as DATA frames in both directions. One invocation
+ * at a time; a response body is a ReadableStream whose consumer sets the
+ * pace (the channel stops reading while it is full).
+ */
 export class EnvdConnection {
   readonly #socket: net.Socket;
-  #buffered = '';
+  readonly #decoder = new FrameDecoder();
   #nextId = 1;
-  #waiting = new Map<number | 'hello', { resolve: (r: Reply) => void; reject: (e: Error) => void }>();
-  #early: Reply[] = [];
+  #waiting = new Map<number | 'hello', Waiter>();
+  #early: EnvdMessage[] = [];
+  #streams = new Map<number, Streaming>();
+  /** Response bodies not yet handed to their invoke() caller (the result may already have closed them). */
+  #bodies = new Map<number, ReadableStream<Uint8Array>>();
   #closed = false;
+  #paused = false;
   #background: Promise<void> = Promise.resolve();
 
   constructor(socket: net.Socket) {
     this.#socket = socket;
-    socket.setEncoding('utf8');
-    socket.on('data', (data: string) => this.#onData(data));
+    socket.on('data', (data: Buffer) => this.#onData(data));
     socket.on('error', () => {});
     socket.on('close', () => {
       this.#closed = true;
       for (const w of this.#waiting.values()) w.reject(new EnvdClosedError());
       this.#waiting.clear();
+      for (const s of this.#streams.values()) s.controller.error(new EnvdClosedError('the sandbox went away during the response'));
+      this.#streams.clear();
     });
   }
 
@@ -95,40 +102,73 @@ export class EnvdConnection {
   }
 
   async ping(timeoutMs = 2000): Promise<{ invocations: number; rssBytes: number }> {
-    const reply = await this.#request({ type: 'ping' }, timeoutMs);
+    const reply = await this.#request({ type: 'ping', id: this.#nextId }, timeoutMs);
     if (reply.type !== 'pong') throw new Error(`unexpected envd reply ${reply.type}`);
     return reply;
   }
 
   /**
-   * Resolves with the outcome, or rejects with EnvdClosedError / a timeout
-   * Error. Work the handler handed to ctx.waitUntil goes on after it:
-   * `settled()` says when it is done.
+   * Starts an invocation: the head goes out at once, the body (bytes or a
+   * stream) after it in chunks. Resolves when envd answers with a response
+   * head or ends the invocation early; everything until the end of the
+   * response body is bounded by `hardTimeoutMs`, past which the channel is
+   * closed (the driver kills the sandbox).
    */
-  async invoke(request: WireRequest, invocation: EnvdInvocation, timeoutMs: number, hardTimeoutMs: number): Promise<InvocationOutcome> {
+  async invoke(
+    request: Omit<RequestHead, 'hasBody'>,
+    body: Uint8Array | ReadableStream<Uint8Array> | undefined,
+    invocation: EnvdInvocation,
+    limits: { timeoutMs: number; hardTimeoutMs: number; maxResponseBytes: number },
+  ): Promise<EnvdReply> {
+    if (this.#closed) throw new EnvdClosedError();
+    const id = this.#nextId++;
     const { env, ...info } = invocation;
-    const id = this.#nextId;
-    const reply = await this.#request({ type: 'invoke', request, env, timeoutMs, invocation: info }, hardTimeoutMs);
-    if (reply.type !== 'result') throw new Error(`unexpected envd reply ${reply.type}`);
-    if (reply.waitUntil) {
-      // envd bounds it by the invocation's deadline; the grace covers a sandbox too busy to say so.
-      const settled = this.#await(id, timeoutMs + 1000).then(
-        () => {},
-        () => {},
-      );
-      this.#background = Promise.all([this.#background, settled]).then(() => {});
-    }
-    return reply.outcome;
+    const hasBody = body !== undefined && request.method !== 'GET' && request.method !== 'HEAD';
+    let timer: NodeJS.Timeout | undefined;
+    const expired = new Promise<never>((_, reject) => {
+      timer = setTimeout(() => {
+        reject(new EnvdTimeoutError(limits.hardTimeoutMs));
+        // envd stopped answering (a synchronous loop never yields): nothing more will come.
+        this.close();
+      }, limits.hardTimeoutMs);
+    });
+    expired.catch(() => {});
+    const first = this.#await(id, limits.hardTimeoutMs + 1000);
+    this.#send({ type: 'invoke', id, request: { ...request, hasBody }, env, timeoutMs: limits.timeoutMs, maxResponseBytes: limits.maxResponseBytes, invocation: info });
+    if (hasBody) void this.#sendBody(id, body!);
+    const result = new Promise<EnvdResult>((resolve, reject) => {
+      const settle = (message: EnvdMessage) => {
+        if (message.type === 'result') return resolve(message);
+        reject(new Error(`unexpected envd reply ${message.type}`));
+      };
+      first.then((message) => {
+        if (message.type === 'response') this.#await(id, 2 ** 31 - 1).then(settle, reject);
+        else settle(message);
+      }, reject);
+    });
+    const ended = Promise.race([result, expired]).finally(() => clearTimeout(timer));
+    ended.catch(() => {});
+    // ctx.waitUntil work may run on after the result: the sandbox is busy until it settles too.
+    const busy = ended.then(
+      (end) => (end.waitUntil ? this.#await(id, limits.timeoutMs + 1000).then(() => {}) : undefined),
+      () => {},
+    );
+    this.#background = Promise.all([this.#background, busy.catch(() => {})]).then(() => {});
+    const message = await Promise.race([first, expired]);
+    const stream = this.#bodies.get(id);
+    this.#bodies.delete(id);
+    if (message.type !== 'response' || !stream) return { result: ended };
+    return { head: { status: message.status, headers: message.headers, body: stream }, result: ended };
   }
 
-  /** Resolves once the waitUntil work of every invocation so far has settled (or the connection is gone). */
+  /** Resolves once every invocation so far has finished streaming and its waitUntil work has settled (or the channel is gone). */
   settled(): Promise<void> {
     return this.#background;
   }
 
-  /** Warm envd's own code paths before a checkpoint (never runs the handler). */
-  async warmup(timeoutMs = 10_000): Promise<void> {
-    const reply = await this.#request({ type: 'warmup' }, timeoutMs);
+  /** Warm envd's own code paths before a checkpoint (never runs the handler); runs the function's beforeSnapshot hook. */
+  async warmup(timeoutMs = 30_000): Promise<void> {
+    const reply = await this.#request({ type: 'warmup', id: this.#nextId }, timeoutMs);
     // The function's beforeSnapshot hook failing is the one error warm-up can have.
     if (reply.type === 'error') throw new Error(`${reply.error.code}: ${reply.error.message}`);
     if (reply.type !== 'warmed') throw new Error(`unexpected envd reply ${reply.type}`);
@@ -140,9 +180,21 @@ export class EnvdConnection {
    * right after a restore.
    */
   async rehearse(timeoutMs = 10_000): Promise<void> {
-    const reply = await this.#request({ type: 'rehearse' }, timeoutMs);
+    const reply = await this.#request({ type: 'rehearse', id: this.#nextId }, timeoutMs);
     if (reply.type !== 'rehearsed') throw new Error(`unexpected envd reply ${reply.type}`);
-    if (reply.ok !== true) throw new Error(`envd rehearsal failed: ${JSON.stringify(reply.outcomes).slice(0, 300)}`);
+    if (!reply.ok) throw new Error(`envd rehearsal failed: ${JSON.stringify(reply.failures).slice(0, 300)}`);
+  }
+
+  /** QEMU guests: the function's memory limit, applied by envd to its own cgroup. May be sent before hello. */
+  async applyLimits(memoryMb: number | null, timeoutMs: number): Promise<void> {
+    const reply = await this.#request({ type: 'limits', id: this.#nextId, memoryMb }, timeoutMs);
+    if (reply.type === 'error') throw new Error(`envd could not apply the sandbox limits: ${reply.error.message}`);
+    if (reply.type !== 'limits-set') throw new Error(`unexpected envd reply ${reply.type}`);
+  }
+
+  /** virtio-serial: the host speaks first, since a port has no connect for the guest to see. */
+  attach(): void {
+    this.#send({ type: 'attach' });
   }
 
   /** Ask envd to hang up and go back to waiting for a socket (the next restore's). */
@@ -151,7 +203,7 @@ export class EnvdConnection {
       if (this.#closed) resolve();
       else this.#socket.once('close', () => resolve());
     });
-    await this.#request({ type: 'prepare-checkpoint' }, timeoutMs);
+    await this.#request({ type: 'prepare-checkpoint', id: this.#nextId }, timeoutMs);
     await closed;
   }
 
@@ -159,19 +211,45 @@ export class EnvdConnection {
     this.#socket.destroy();
   }
 
-  #request(msg: Record<string, unknown>, timeoutMs: number): Promise<Reply> {
+  #send(message: HostMessage): boolean {
+    let ok = true;
+    for (const part of jsonFrame(message)) ok = this.#socket.write(part);
+    return ok;
+  }
+
+  async #sendBody(id: number, body: Uint8Array | ReadableStream<Uint8Array>): Promise<void> {
+    const write = async (chunk: Uint8Array) => {
+      for (let offset = 0; offset < chunk.length; offset += DATA_CHUNK_BYTES) {
+        if (this.#closed) return;
+        let ok = true;
+        for (const part of dataFrame(id, chunk.subarray(offset, offset + DATA_CHUNK_BYTES))) ok = this.#socket.write(part);
+        if (!ok) await new Promise((resolve) => this.#socket.once('drain', resolve));
+      }
+    };
+    try {
+      if (body instanceof Uint8Array) await write(body);
+      else for await (const chunk of body) await write(chunk);
+      if (!this.#closed) this.#send({ type: 'request-end', id });
+    } catch {
+      // The client's body broke off: the handler's request body errors.
+      if (!this.#closed) this.#send({ type: 'cancel', id });
+    }
+  }
+
+  /** Sends `msg` under the next id; replies are matched to requests by it. */
+  #request(msg: Exclude<HostMessage, { type: 'attach' }>, timeoutMs: number): Promise<EnvdMessage> {
     if (this.#closed) return Promise.reject(new EnvdClosedError());
     const id = this.#nextId++;
     const reply = this.#await(id, timeoutMs);
-    this.#socket.write(JSON.stringify({ ...msg, id }) + '\n');
+    this.#send({ ...msg, id } as HostMessage);
     return reply;
   }
 
-  #await(key: number | 'hello', timeoutMs: number): Promise<Reply> {
+  #await(key: number | 'hello', timeoutMs: number): Promise<EnvdMessage> {
     const early = this.#early.findIndex((r) => (key === 'hello' ? r.type === 'hello' : 'id' in r && r.id === key));
     if (early >= 0) return Promise.resolve(this.#early.splice(early, 1)[0]!);
     if (this.#closed) return Promise.reject(new EnvdClosedError());
-    return new Promise<Reply>((resolve, reject) => {
+    return new Promise<EnvdMessage>((resolve, reject) => {
       const timer = setTimeout(() => {
         this.#waiting.delete(key);
         reject(new EnvdTimeoutError(timeoutMs));
@@ -189,50 +267,87 @@ export class EnvdConnection {
     });
   }
 
-  #onData(data: string): void {
-    this.#buffered += data;
-    let nl: number;
-    while ((nl = this.#buffered.indexOf('\n')) >= 0) {
-      const line = this.#buffered.slice(0, nl);
-      this.#buffered = this.#buffered.slice(nl + 1);
-      if (!line) continue;
-      const json = safeJson(line);
-      const parsed = Reply.safeParse(json);
-      if (!parsed.success) {
-        // A reply we cannot read fails its request now instead of timing out.
-        const id = (json as { id?: unknown } | undefined)?.id;
-        const waiter = typeof id === 'number' ? this.#waiting.get(id) : undefined;
-        if (waiter) {
-          this.#waiting.delete(id as number);
-          waiter.reject(new Error(`malformed envd reply: ${line.slice(0, 200)}`));
+  #openStream(id: number): void {
+    let streaming!: Streaming;
+    const body = new ReadableStream<Uint8Array>({
+      start: (controller) => {
+        streaming = { controller, queuedBytes: 0 };
+        this.#streams.set(id, streaming);
+      },
+      pull: () => {
+        streaming.queuedBytes = 0;
+        this.#resume();
+      },
+      cancel: () => {
+        // The client went away: envd stops the handler's stream and ends the invocation.
+        this.#streams.delete(id);
+        this.#resume();
+        if (!this.#closed) this.#send({ type: 'cancel', id });
+      },
+    });
+    this.#bodies.set(id, body);
+  }
+
+  #resume(): void {
+    if (this.#paused) {
+      this.#paused = false;
+      this.#socket.resume();
+    }
+  }
+
+  #onData(data: Buffer): void {
+    let frames;
+    try {
+      frames = this.#decoder.push(data);
+    } catch (err) {
+      // A channel we cannot read is a sandbox we cannot trust: drop it.
+      for (const w of this.#waiting.values()) w.reject(new Error(`malformed envd frame: ${(err as Error).message}`));
+      this.close();
+      return;
+    }
+    for (const frame of frames) {
+      if (frame.kind === FRAME_DATA) {
+        const stream = this.#streams.get(frame.id);
+        if (!stream) continue;
+        // The decoder's chunk is a view into a buffer it may reuse.
+        stream.controller.enqueue(new Uint8Array(frame.chunk));
+        stream.queuedBytes += frame.chunk.length;
+        if (stream.queuedBytes >= RESPONSE_HIGH_WATER_BYTES && !this.#paused) {
+          this.#paused = true;
+          this.#socket.pause();
         }
         continue;
       }
-      const reply = parsed.data;
-      const key = reply.type === 'hello' ? 'hello' : 'id' in reply && reply.id !== undefined ? reply.id : undefined;
+      const parsed = EnvdMessageSchema.safeParse(frame.message);
+      if (!parsed.success) {
+        // A reply we cannot read fails its request now instead of timing out.
+        const id = (frame.message as { id?: unknown } | undefined)?.id;
+        const waiter = typeof id === 'number' ? this.#waiting.get(id) : undefined;
+        if (waiter) {
+          this.#waiting.delete(id as number);
+          waiter.reject(new Error(`malformed envd reply: ${JSON.stringify(frame.message).slice(0, 200)}`));
+        }
+        continue;
+      }
+      const message = parsed.data as EnvdMessage;
+      if (message.type === 'response') this.#openStream(message.id);
+      if (message.type === 'result') {
+        const stream = this.#streams.get(message.id);
+        this.#streams.delete(message.id);
+        if (stream) {
+          if (message.ok) stream.controller.close();
+          else stream.controller.error(new Error(`${message.error?.code ?? 'handler_error'}: ${message.error?.message ?? 'the response stream failed'}`));
+        }
+      }
+      const key = message.type === 'hello' ? 'hello' : 'id' in message && message.id !== undefined ? message.id : undefined;
       if (key === undefined) continue;
       const waiter = this.#waiting.get(key);
       if (waiter) {
         this.#waiting.delete(key);
-        waiter.resolve(reply);
+        waiter.resolve(message);
       } else {
-        this.#early.push(reply);
+        this.#early.push(message);
       }
     }
-  }
-}
-
-export class EnvdTimeoutError extends Error {
-  constructor(readonly timeoutMs: number) {
-    super(`envd did not answer within ${timeoutMs} ms`);
-    this.name = 'EnvdTimeoutError';
-  }
-}
-
-function safeJson(line: string): unknown {
-  try {
-    return JSON.parse(line);
-  } catch {
-    return undefined;
   }
 }

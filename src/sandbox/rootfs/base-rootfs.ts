@@ -7,14 +7,9 @@ import { execa } from 'execa';
 import { withNativeRuntimeLibraries } from './native-runtime.ts';
 import { randomnessModule, RANDOMNESS_GUEST_NAME } from './randomness-module.ts';
 import { ensureReseedAddon, RESEED_ADDON_GUEST_NAME } from './reseed-addon.ts';
+import { envdBundle } from './envd-bundle.ts';
 import { copyExtras, evalExtras, hashExtras, resolveExtras, type RootfsExtras } from './rootfs-extras.ts';
 
-/** envd and its modules: every file of this directory lands in /opt/snapfn (envd.mjs is the entry). */
-export const ENVD_DIR = fileURLToPath(new URL('../../../runtime/envd/', import.meta.url));
-
-async function envdFiles(): Promise<string[]> {
-  return (await fs.readdir(ENVD_DIR)).filter((name) => /\.(mjs|node)$/.test(name)).sort();
-}
 
 /** The read-only root filesystem every sandbox starts from: Node, its libraries, envd and its addon. */
 export interface BaseRootfs {
@@ -86,12 +81,8 @@ async function buildBaseRootfs(home: string, extras?: RootfsExtras): Promise<Bas
     hash.update(lib + '\0');
     await sha256File(lib, hash);
   }
-  const envd = await envdFiles();
-  for (const name of envd) {
-    // envd.mjs alone hashes exactly as before the split into modules.
-    if (name !== 'envd.mjs') hash.update(`envd/${name}\0`);
-    await sha256File(path.join(ENVD_DIR, name), hash);
-  }
+  const envd = await envdBundle();
+  hash.update(`envd-bundle\0${envd.sha256}\0`);
   const addon = await ensureReseedAddon();
   hash.update(`envd/${RESEED_ADDON_GUEST_NAME}\0`);
   await sha256File(addon, hash);
@@ -121,7 +112,7 @@ async function buildBaseRootfs(home: string, extras?: RootfsExtras): Promise<Bas
     await fs.mkdir(path.dirname(target), { recursive: true });
     await fs.copyFile(lib, target);
   }
-  for (const name of envd) await fs.copyFile(path.join(ENVD_DIR, name), path.join(tmp, path.dirname(GUEST_PATHS.envd), name));
+  await fs.writeFile(path.join(tmp, GUEST_PATHS.envd), envd.code);
   await fs.copyFile(addon, path.join(tmp, path.dirname(GUEST_PATHS.envd), RESEED_ADDON_GUEST_NAME));
   await fs.writeFile(path.join(tmp, path.dirname(GUEST_PATHS.envd), RANDOMNESS_GUEST_NAME), randomness.code);
   await fs.writeFile(path.join(tmp, 'etc/passwd'), 'root:x:0:0:root:/root:/bin/sh\nnobody:x:65534:65534:nobody:/nonexistent:/bin/sh\n');
