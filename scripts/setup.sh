@@ -10,6 +10,12 @@ command -v ip >/dev/null 2>&1 || need+=(iproute2)
 command -v iptables >/dev/null 2>&1 || need+=(iptables)
 command -v unshare >/dev/null 2>&1 || need+=(util-linux)
 command -v cc >/dev/null 2>&1 || need+=(gcc libc6-dev)
+# The console's browser tests (test/console.e2e.test.ts) drive Debian's Chromium (fonts: readable screenshots).
+# Not for `npm start` / `npm run worker`: a serving node has no use for a browser.
+case "${npm_lifecycle_event:-}" in
+  prestart | preworker) ;;
+  *) [ -x /usr/bin/chromium ] || need+=(chromium fonts-dejavu-core) ;;
+esac
 if [ ${#need[@]} -gt 0 ]; then
   echo "setup: installing ${need[*]} (apt)" >&2
   export DEBIAN_FRONTEND=noninteractive
