@@ -21,6 +21,7 @@ import { writeResults, table, type BenchResult, type Scenario } from './report.t
 import { progress, summarize, timed } from './stats.ts';
 import { benchUffd } from './uffd.ts';
 import { benchDrivers } from './drivers.ts';
+import { benchEval } from './eval.ts';
 
 const { values: flags } = parseArgs({ options: { quick: { type: 'boolean' }, json: { type: 'boolean' }, function: { type: 'string' } } });
 const quick = !!flags.quick;
@@ -148,16 +149,10 @@ async function main(): Promise<void> {
     );
     scenarios.burst = { ...summarize(latencies), n: burst, failed, rps: Math.round((latencies.length / (burstMs / 1000)) * 100) / 100 };
 
-    progress('(g) eval: POST /v1/eval {language: javascript, code: "1+1"}');
-    const probe = await client.post('/v1/eval', { language: 'javascript', code: '1+1' });
-    if (probe.status === 404) {
-      progress('  /v1/eval is not available on this gateway: skipped');
-    } else {
-      scenarios.eval = await sample('eval', N, async () => {
-        const r = await client.post('/v1/eval', { language: 'javascript', code: '1+1' });
-        if (r.status !== 200 || r.json?.result !== 2) throw new Error(`eval failed: ${r.status} ${JSON.stringify(r.json).slice(0, 200)}`);
-      });
-    }
+    progress('(g) eval: POST /v1/eval per language (javascript and python `1+1`, bash `echo 2`), one a second, default warm pool');
+    const evals = await benchEval(client, N, progress);
+    if (evals) Object.assign(scenarios, evals);
+    else progress('  /v1/eval is not available on this gateway: skipped');
 
     progress('uffd: touching a working set through the page server, with prefetch, and through a private mapping');
     const uffd = await benchUffd({ quick, progress });
