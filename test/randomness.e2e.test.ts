@@ -4,7 +4,7 @@
 // test/fixtures/entropy.mjs (Math.random, crypto.randomBytes/UUID/
 // getRandomValues, an X25519 pair, a crypto.subtle ECDH key, a TLS client
 // random on the sandbox's loopback, ...) must differ between all of them.
-// The QEMU microVM driver runs the same check where qemu is installed.
+// The QEMU and Firecracker microVM drivers run the same check where they run.
 import assert from 'node:assert/strict';
 import fs from 'node:fs/promises';
 import path from 'node:path';
@@ -12,6 +12,7 @@ import { after, before, describe, test } from 'node:test';
 import { execa } from 'execa';
 import { EvalService } from '../src/eval/index.ts';
 import { createEngine } from '../src/orchestrator/index.ts';
+import { detectFirecracker } from '../src/sandbox/firecracker/host-support.ts';
 import { bodyJson, deployFixture, FIXTURES, get, tempHome, type TestEngine } from './support/engine.ts';
 import { leftovers } from './support/leaks.ts';
 
@@ -108,26 +109,33 @@ async function qemuMissing(): Promise<string | undefined> {
   return r.exitCode === 0 ? undefined : 'qemu-system-x86_64 is not installed (test/qemu.e2e.test.ts installs it)';
 }
 
-const skipQemu = await qemuMissing();
-if (skipQemu) console.log(`# SKIP qemu randomness: ${skipQemu}`);
+const firecracker = detectFirecracker();
+const vmDrivers = [
+  { driver: 'qemu' as const, label: 'QEMU microVM', skip: await qemuMissing() },
+  { driver: 'firecracker' as const, label: 'Firecracker microVM', skip: firecracker.ok ? undefined : firecracker.reason },
+];
 
-describe('randomness after restore (QEMU microVM)', { skip: skipQemu ?? false, timeout: 10 * 60_000 }, () => {
-  let home: string;
-  let engine: TestEngine;
+for (const { driver, label, skip } of vmDrivers) {
+  if (skip) console.log(`# SKIP ${driver} randomness: ${skip}`);
+  describe(`randomness after restore (${label})`, { skip: skip ?? false, timeout: 10 * 60_000 }, () => {
+    let home: string;
+    let engine: TestEngine;
 
-  before(async () => {
-    home = await tempHome('randomness-qemu');
-    engine = await createEngine({ home, maxSandboxes: 2, poolSize: 0, driver: 'qemu' });
+    before(async () => {
+      home = await tempHome(`randomness-${driver}`);
+      engine = await createEngine({ home, maxSandboxes: 2, poolSize: 0, driver });
+    });
+
+    after(async () => {
+      await engine?.close();
+      const left = await leftovers(home);
+      await fs.rm(home, { recursive: true, force: true });
+      assert.deepEqual(left, [], 'sandboxes, namespaces, veths or mounts left behind');
+    });
+
+    // The guest kernel's CRNG is in the VM snapshot too (reseed.node rekeys it).
+    test('a function template: every random source differs in each of five restored VMs', { timeout: 9 * 60_000 }, async () => {
+      assertAllDistinct(await functionSamples(engine, `entropy-${driver}`), `${driver} function`);
+    });
   });
-
-  after(async () => {
-    await engine?.close();
-    const left = await leftovers(home);
-    await fs.rm(home, { recursive: true, force: true });
-    assert.deepEqual(left, [], 'sandboxes, namespaces, veths or mounts left behind');
-  });
-
-  test('a function template: every random source differs in each of five restored VMs', { timeout: 9 * 60_000 }, async () => {
-    assertAllDistinct(await functionSamples(engine, 'entropy-vm'), 'qemu function');
-  });
-});
+}

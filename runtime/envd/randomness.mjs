@@ -28,12 +28,14 @@ const UUID_BATCH = 128;
 const RANDOM_INT_SLOTS = (6 * 1024) / 6;
 const RANDOM_INT_MAX = 2 ** 48 - 1;
 
+// Captured before anything else runs: a handler may replace the exports.
+const nativeRandomUUID = crypto.randomUUID;
 const nativeRandomInt = crypto.randomInt;
 let randomIntUsed = false;
 let installed = false;
 
 function drainCaches() {
-  for (let i = 0; i < UUID_BATCH; i++) crypto.randomUUID();
+  for (let i = 0; i < UUID_BATCH; i++) nativeRandomUUID();
   // Once used, the cache holds bytes from before whatever snapshot comes next.
   if (randomIntUsed) for (let i = 0; i < RANDOM_INT_SLOTS; i++) nativeRandomInt(RANDOM_INT_MAX);
 }
@@ -57,9 +59,10 @@ export function refreshRandomness() {
 export function installFreshRandomness() {
   if (installed) return;
   installed = true;
-  crypto.randomInt = function randomInt(...args) {
+  // Named parameters: the same length as node's function.
+  crypto.randomInt = function randomInt(min, max, callback) {
     randomIntUsed = true;
-    return Reflect.apply(nativeRandomInt, this, args);
+    return Reflect.apply(nativeRandomInt, this, arguments);
   };
   syncBuiltinESMExports();
   refreshRandomness();

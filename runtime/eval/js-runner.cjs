@@ -105,9 +105,10 @@ async function main() {
   // node's own exit (V8 teardown, thread joins: ~10 ms here) is skipped: once
   // the event loop is empty, 'exit' listeners run as usual and the process
   // ends. A snippet with its own 'beforeExit' listener gets node's own path.
+  const exit = process.exit;
   process.reallyExit = (exitCode) => addon.exitNow(exitCode);
   process.on('beforeExit', () => {
-    if (process.listenerCount('beforeExit') === 1) process.exit();
+    if (process.listenerCount('beforeExit') === 1) exit.call(process);
   });
   const code = fs.readFileSync(control.codeFile, 'utf8');
   process.chdir(control.cwd);
