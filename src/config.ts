@@ -27,6 +27,7 @@ const Env = z.object({
   SNAPFN_POOL_SIZE: intSetting(1, 0),
   SNAPFN_MAX_BODY_BYTES: intSetting(6 * MiB, 1),
   SNAPFN_MAX_RESPONSE_BYTES: intSetting(100 * MiB, 1),
+  SNAPFN_PAUSE_AFTER_MS: intSetting(1000, 0, 10 * 60_000),
   SNAPFN_MAX_DEPLOY_BYTES: optionalInt(1),
   /** The old name of SNAPFN_MAX_DEPLOY_BYTES, from when a deploy was one bundle; still accepted. */
   SNAPFN_MAX_BUNDLE_BYTES: optionalInt(1),
@@ -53,6 +54,8 @@ export interface SnapfnConfig {
   maxDeployBytes: number;
   /** A response body past it is cut (response_too_large); streamed responses are never held whole. */
   maxResponseBytes: number;
+  /** An idle keepWarm sandbox keeps running this long before it is frozen (back-to-back invocations never pay a thaw). */
+  pauseAfterMs: number;
   /** Shared Redis (multi-node). Unset: the node starts its own under `<home>/redis`. */
   redisUrl: string | undefined;
   /** Template directory shared with other nodes; `<home>/templates` becomes a symlink to it. */
@@ -91,6 +94,7 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): SnapfnConfig {
     poolSize: e.SNAPFN_POOL_SIZE,
     maxBodyBytes: e.SNAPFN_MAX_BODY_BYTES,
     maxResponseBytes: e.SNAPFN_MAX_RESPONSE_BYTES,
+    pauseAfterMs: e.SNAPFN_PAUSE_AFTER_MS,
     maxDeployBytes: e.SNAPFN_MAX_DEPLOY_BYTES ?? e.SNAPFN_MAX_BUNDLE_BYTES ?? 250 * MiB,
     redisUrl: e.REDIS_URL,
     templateStore: e.SNAPFN_TEMPLATE_STORE === undefined ? undefined : path.resolve(e.SNAPFN_TEMPLATE_STORE),

@@ -15,6 +15,7 @@ describe('loadConfig', () => {
       maxBodyBytes: 6 * 1024 * 1024,
       maxDeployBytes: 250 * 1024 * 1024,
       maxResponseBytes: 100 * 1024 * 1024,
+      pauseAfterMs: 1000,
       redisUrl: undefined,
       templateStore: undefined,
       maxQueueWaitMs: 30_000,

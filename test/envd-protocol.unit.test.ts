@@ -14,7 +14,7 @@ function concat(parts: Uint8Array[]): Uint8Array {
 describe('envd protocol', () => {
   it('reassembles JSON and data frames whatever the chunking', () => {
     const body = Buffer.alloc(3 * DATA_CHUNK_BYTES + 17, 7);
-    const wire = concat([...jsonFrame({ type: 'response', id: 9, status: 200, headers: [['a', 'b']] }), ...dataFrame(9, body.subarray(0, DATA_CHUNK_BYTES)), ...dataFrame(9, body.subarray(DATA_CHUNK_BYTES)), ...jsonFrame({ type: 'warmed', id: 10 })]);
+    const wire = concat([jsonFrame({ type: 'response', id: 9, status: 200, headers: [['a', 'b']] }), dataFrame(9, body.subarray(0, DATA_CHUNK_BYTES)), dataFrame(9, body.subarray(DATA_CHUNK_BYTES)), jsonFrame({ type: 'warmed', id: 10 })]);
     for (const step of [1, 3, 4096, wire.length]) {
       const decoder = new FrameDecoder();
       const frames = [];

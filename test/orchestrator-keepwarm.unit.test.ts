@@ -14,9 +14,10 @@ function deployment(name: string, config: FunctionConfigInput = {}): Deployment 
   return { name, version: 1, templateId: `tpl-${name}`, config: FunctionConfig.parse({ poolSize: 0, ...config }), env: {} };
 }
 
-function setup(maxSandboxes: number, driverOptions: FakeDriverOptions = {}, idleTrimMs = 2000) {
+// pauseAfterMs 0 by default: these policies are about what happens once a sandbox is paused.
+function setup(maxSandboxes: number, driverOptions: FakeDriverOptions = {}, idleTrimMs = 2000, pauseAfterMs = 0) {
   const driver = new FakeDriver(driverOptions);
-  const engine = new Orchestrator({ driver, maxSandboxes, poolSize: 0, maxWaitMs: 10_000, idleTrimMs });
+  const engine = new Orchestrator({ driver, maxSandboxes, poolSize: 0, maxWaitMs: 10_000, idleTrimMs, pauseAfterMs });
   let n = 0;
   const invoke = (d: Deployment, query = '') => engine.invoke(d, { method: 'GET', url: `http://localhost/fn/${d.name}${query}`, headers: [] }, { invocationId: `${d.name}-${n++}` });
   return { driver, engine, invoke };
@@ -53,6 +54,30 @@ describe('orchestrator: keepWarm reuse under load (fake driver)', () => {
       assert.equal(driver.pauses, 2);
       assert.equal(driver.live, 2);
       assert.equal((await invoke(fn)).timings.source, 'keep-warm');
+    } finally {
+      await engine.close();
+    }
+    assert.equal(driver.live, 0);
+  });
+
+  test('back-to-back invocations never pay a freezer round trip; an idle sandbox is frozen after pauseAfterMs', async () => {
+    const { driver, engine, invoke } = setup(2, {}, 2000, 300);
+    const fn = deployment('steady', { keepWarm: true });
+    await engine.activate(fn);
+    try {
+      const sources: string[] = [];
+      for (let i = 0; i < 10; i++) {
+        sources.push((await invoke(fn)).timings.source);
+        await new Promise((r) => setImmediate(r));
+      }
+      assert.deepEqual(sources, ['restore', ...Array(9).fill('keep-warm')]);
+      assert.equal(driver.pauses, 0);
+      assert.equal(driver.unpauses, 0);
+      await new Promise((r) => setTimeout(r, 450));
+      assert.equal(driver.pauses, 1, 'idle for pauseAfterMs: frozen');
+      assert.equal((await invoke(fn)).timings.source, 'keep-warm');
+      assert.equal(driver.unpauses, 1);
+      assert.equal(driver.resumes, 1);
     } finally {
       await engine.close();
     }

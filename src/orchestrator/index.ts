@@ -13,6 +13,8 @@ export interface EngineOptions {
   maxWaitMs?: number;
   /** SNAPFN_MAX_RESPONSE_BYTES. */
   maxResponseBytes?: number;
+  /** SNAPFN_PAUSE_AFTER_MS. */
+  pauseAfterMs?: number;
   /** Default: SNAPFN_DRIVER, else 'gvisor'. */
   driver?: DriverChoice;
 }
@@ -56,5 +58,5 @@ export async function createEngine(options: EngineOptions): Promise<Orchestrator
   }
   // Silent on the default, so the log of an unconfigured node is unchanged.
   if (options.driver ?? process.env.SNAPFN_DRIVER) process.stderr.write(`snapfn: sandbox driver ${driver.name} (platform ${driver.platform}; ${why})\n`);
-  return new Orchestrator({ driver, maxSandboxes: options.maxSandboxes, poolSize: options.poolSize, ...(options.maxWaitMs ? { maxWaitMs: options.maxWaitMs } : {}), ...(options.maxResponseBytes ? { maxResponseBytes: options.maxResponseBytes } : {}) });
+  return new Orchestrator({ driver, maxSandboxes: options.maxSandboxes, poolSize: options.poolSize, ...(options.maxWaitMs ? { maxWaitMs: options.maxWaitMs } : {}), ...(options.maxResponseBytes ? { maxResponseBytes: options.maxResponseBytes } : {}), ...(options.pauseAfterMs !== undefined ? { pauseAfterMs: options.pauseAfterMs } : {}) });
 }

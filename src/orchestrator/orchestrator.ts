@@ -21,6 +21,8 @@ export interface OrchestratorOptions<D extends SandboxDriver = SandboxDriver> {
   maxWaitMs?: number;
   /** SNAPFN_MAX_RESPONSE_BYTES: a response body past it fails with response_too_large. */
   maxResponseBytes?: number;
+  /** SNAPFN_PAUSE_AFTER_MS: an idle keepWarm sandbox is frozen only after this long without an invocation (default 1000). */
+  pauseAfterMs?: number;
   /** Paused keepWarm sandboxes kept per function once it has been quiet for idleTrimMs. */
   maxIdlePerFunction?: number;
   /** How long a burst's extra paused sandboxes outlive it (default 2 s). */
@@ -40,6 +42,9 @@ export class Orchestrator<D extends SandboxDriver = SandboxDriver> implements In
   readonly #defaultPoolSize: number;
   readonly #maxWaitMs: number;
   readonly #maxResponseBytes: number | undefined;
+  readonly #pauseAfterMs: number;
+  /** Idle keepWarm sandboxes not frozen yet, with the timer that will freeze them. */
+  readonly #unpaused = new Map<Sandbox, NodeJS.Timeout>();
   readonly #maxIdle: number;
   readonly #idleTrimMs: number;
   readonly #functions = new Map<string, ActiveFunction>();
@@ -62,6 +67,7 @@ export class Orchestrator<D extends SandboxDriver = SandboxDriver> implements In
     this.#defaultPoolSize = options.poolSize;
     this.#maxWaitMs = options.maxWaitMs ?? 30_000;
     this.#maxResponseBytes = options.maxResponseBytes;
+    this.#pauseAfterMs = options.pauseAfterMs ?? 1000;
     this.#maxIdle = options.maxIdlePerFunction ?? 2;
     this.#idleTrimMs = options.idleTrimMs ?? 2000;
   }
@@ -227,6 +233,13 @@ export class Orchestrator<D extends SandboxDriver = SandboxDriver> implements In
     };
     while (fn.idle.length > 0) {
       const sandbox = fn.idle.pop()!;
+      // Still running (its pause is only scheduled): no freezer round trip at all.
+      if (this.#unpaused.has(sandbox)) {
+        this.#forgetIdle(sandbox);
+        if (!sandbox.dead) return reused(sandbox);
+        this.#teardowns.destroy(name, sandbox);
+        continue;
+      }
       try {
         await sandbox.unpause();
         if (!sandbox.dead) return reused(sandbox);
@@ -324,16 +337,32 @@ export class Orchestrator<D extends SandboxDriver = SandboxDriver> implements In
       this.#teardowns.destroy(name, sandbox, { passPlace: decision.passPlace });
       return;
     }
-    if (paused) {
-      fn.idle.push(sandbox);
-      this.#scheduleTrim(fn);
-      return;
-    }
-    this.#teardowns.pause(sandbox, (paused) => {
-      // A waiter may have come while it paused: offer it again.
-      if (paused && this.#serves(fn) && !sandbox.dead) this.#offer(fn, sandbox, true);
-      else this.#teardowns.destroy(name, sandbox);
-    });
+    fn.idle.push(sandbox);
+    this.#scheduleTrim(fn);
+    if (paused) return;
+    // Back-to-back invocations find it running; it is frozen only once it
+    // has been idle for pauseAfterMs, so a steady stream never pays a
+    // freezer round trip (and never races a pause for its sandbox).
+    this.#unpaused.set(
+      sandbox,
+      setTimeout(() => {
+        this.#forgetIdle(sandbox);
+        const at = fn.idle.indexOf(sandbox);
+        if (at < 0) return;
+        fn.idle.splice(at, 1);
+        this.#teardowns.pause(sandbox, (paused) => {
+          // A waiter may have come while it paused: offer it again.
+          if (paused && this.#serves(fn) && !sandbox.dead) this.#offer(fn, sandbox, true);
+          else this.#teardowns.destroy(name, sandbox);
+        });
+      }, this.#pauseAfterMs).unref(),
+    );
+  }
+
+  /** A sandbox leaves the idle list (reused, trimmed, evicted): its scheduled pause goes too. */
+  #forgetIdle(sandbox: Sandbox): void {
+    clearTimeout(this.#unpaused.get(sandbox));
+    this.#unpaused.delete(sandbox);
   }
 
   /**
@@ -353,7 +382,11 @@ export class Orchestrator<D extends SandboxDriver = SandboxDriver> implements In
       const quietFor = performance.now() - fn.lastActive;
       if (fn.busy > 0 || quietFor < this.#idleTrimMs) return this.#scheduleTrim(fn, Math.max(50, this.#idleTrimMs - quietFor));
       // The least recently used go first (idle is taken from the end).
-      while (fn.idle.length > this.#maxIdle) this.#teardowns.destroy(fn.deployment.name, fn.idle.shift()!);
+      while (fn.idle.length > this.#maxIdle) {
+        const sandbox = fn.idle.shift()!;
+        this.#forgetIdle(sandbox);
+        this.#teardowns.destroy(fn.deployment.name, sandbox);
+      }
     }, delayMs);
     fn.trimTimer.unref();
   }
@@ -372,6 +405,7 @@ export class Orchestrator<D extends SandboxDriver = SandboxDriver> implements In
     for (const fn of candidates) {
       const victim = fn.idle.shift() ?? (fn === requester ? undefined : fn.pool.shift());
       if (victim) {
+        this.#forgetIdle(victim);
         this.#capacity.transfer(fn.deployment.name, requester.deployment.name);
         await this.#teardowns.destroyForPlace(fn.deployment.name, victim);
         return true;
@@ -383,7 +417,10 @@ export class Orchestrator<D extends SandboxDriver = SandboxDriver> implements In
   #drain(fn: ActiveFunction): void {
     clearTimeout(fn.trimTimer);
     fn.trimTimer = undefined;
-    for (const sandbox of [...fn.pool, ...fn.idle]) this.#teardowns.destroy(fn.deployment.name, sandbox);
+    for (const sandbox of [...fn.pool, ...fn.idle]) {
+      this.#forgetIdle(sandbox);
+      this.#teardowns.destroy(fn.deployment.name, sandbox);
+    }
     fn.pool = [];
     fn.idle = [];
   }

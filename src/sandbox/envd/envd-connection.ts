@@ -212,17 +212,14 @@ export class EnvdConnection {
   }
 
   #send(message: HostMessage): boolean {
-    let ok = true;
-    for (const part of jsonFrame(message)) ok = this.#socket.write(part);
-    return ok;
+    return this.#socket.write(jsonFrame(message));
   }
 
   async #sendBody(id: number, body: Uint8Array | ReadableStream<Uint8Array>): Promise<void> {
     const write = async (chunk: Uint8Array) => {
       for (let offset = 0; offset < chunk.length; offset += DATA_CHUNK_BYTES) {
         if (this.#closed) return;
-        let ok = true;
-        for (const part of dataFrame(id, chunk.subarray(offset, offset + DATA_CHUNK_BYTES))) ok = this.#socket.write(part);
+        const ok = this.#socket.write(dataFrame(id, chunk.subarray(offset, offset + DATA_CHUNK_BYTES)));
         if (!ok) await new Promise((resolve) => this.#socket.once('drain', resolve));
       }
     };

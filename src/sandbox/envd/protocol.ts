@@ -109,25 +109,28 @@ export type EnvdMessage =
 
 // ---- framing ---------------------------------------------------------------
 
-function header(kind: number, payloadBytes: number): Uint8Array {
-  const out = new Uint8Array(HEADER_BYTES);
-  new DataView(out.buffer).setUint32(0, payloadBytes + 1);
-  out[4] = kind;
+const encoder = new TextEncoder();
+
+// One buffer per frame: a frame is one write, and under gVisor every write is a syscall the Sentry serves.
+
+export function jsonFrame(message: HostMessage | EnvdMessage): Uint8Array {
+  const payload = encoder.encode(JSON.stringify(message));
+  const out = new Uint8Array(HEADER_BYTES + payload.length);
+  new DataView(out.buffer).setUint32(0, payload.length + 1);
+  out[4] = FRAME_JSON;
+  out.set(payload, HEADER_BYTES);
   return out;
 }
 
-export function jsonFrame(message: HostMessage | EnvdMessage): Uint8Array[] {
-  const payload = new TextEncoder().encode(JSON.stringify(message));
-  return [header(FRAME_JSON, payload.length), payload];
-}
-
 /** One chunk of `id`'s body (at most DATA_CHUNK_BYTES: split larger ones first). */
-export function dataFrame(id: number, chunk: Uint8Array): Uint8Array[] {
-  const prefix = header(FRAME_DATA, chunk.length + 4);
-  const withId = new Uint8Array(HEADER_BYTES + 4);
-  withId.set(prefix);
-  new DataView(withId.buffer).setUint32(HEADER_BYTES, id);
-  return [withId, chunk];
+export function dataFrame(id: number, chunk: Uint8Array): Uint8Array {
+  const out = new Uint8Array(HEADER_BYTES + 4 + chunk.length);
+  const view = new DataView(out.buffer);
+  view.setUint32(0, chunk.length + 5);
+  out[4] = FRAME_DATA;
+  view.setUint32(HEADER_BYTES, id);
+  out.set(chunk, HEADER_BYTES + 4);
+  return out;
 }
 
 export type Frame = { kind: typeof FRAME_JSON; message: unknown } | { kind: typeof FRAME_DATA; id: number; chunk: Uint8Array };
