@@ -14,6 +14,7 @@ import { TemplateStore } from '../template/template-store.ts';
 import { GvisorSandbox } from './gvisor-sandbox.ts';
 import { NODE_FLAGS, sandboxSpec } from './oci-spec.ts';
 import { Runsc } from './runsc.ts';
+import { detectRunsc, type RunscInfo } from './runsc-version.ts';
 import type { LaunchedProcess } from './runsc-launcher.ts';
 import { SentryProcess } from './sentry-process.ts';
 
@@ -41,7 +42,9 @@ interface Started {
 
 export class GvisorDriver implements SandboxDriver {
   readonly name = 'gvisor';
-  readonly platform = 'ptrace';
+  /** runsc's default platform on this host (ptrace on 0.0~20221219, systrap on 0.0~20240729): detected, never assumed. */
+  readonly platform: string;
+  readonly runscVersion: string;
   // 2: sandboxes are started by the RunscLauncher, whose stdio a snapshot records.
   // 3: `network: 'none'` runs with runsc --network=none (no slot).
   // 4: /fn is the whole function directory; envd reads .snapfn/function.json.
@@ -54,7 +57,9 @@ export class GvisorDriver implements SandboxDriver {
   readonly #envdTimeoutMs: number;
   readonly #cgroups: boolean;
 
-  private constructor(options: GvisorDriverOptions, slots: NetworkSlotPool) {
+  private constructor(options: GvisorDriverOptions, slots: NetworkSlotPool, runsc: RunscInfo) {
+    this.platform = runsc.platform;
+    this.runscVersion = runsc.version;
     this.#home = options.home;
     this.#slots = slots;
     this.#envdTimeoutMs = options.envdTimeoutMs ?? 20_000;
@@ -64,8 +69,8 @@ export class GvisorDriver implements SandboxDriver {
   }
 
   static async create(options: GvisorDriverOptions): Promise<GvisorDriver> {
-    const slots = await NetworkSlotPool.create({ size: options.networkSlots });
-    const driver = new GvisorDriver(options, slots);
+    const [slots, runsc] = await Promise.all([NetworkSlotPool.create({ size: options.networkSlots }), detectRunsc()]);
+    const driver = new GvisorDriver(options, slots, runsc);
     await fs.mkdir(path.join(options.home, 'gvisor', 'sandboxes'), { recursive: true });
     await driver.#reapOrphans();
     return driver;
@@ -81,7 +86,8 @@ export class GvisorDriver implements SandboxDriver {
 
   async templateIdOf(source: TemplateSource): Promise<string> {
     const rootfs = await ensureRootfs(this.#home, source.rootfs ?? 'base');
-    return TemplateStore.templateId([this.name, this.version, rootfs.hash, source.sourceHash, source.network, NODE_FLAGS.join(' ')]);
+    // A checkpoint image is only promised to restore on the runsc that wrote it.
+    return TemplateStore.templateId([this.name, this.version, this.runscVersion, this.platform, rootfs.hash, source.sourceHash, source.network, NODE_FLAGS.join(' ')]);
   }
 
   loadTemplate(id: string): Promise<Template | undefined> {
