@@ -4,6 +4,7 @@ import type { HealthResponse } from '../schemas/api.ts';
 import { requireOperator } from './auth.ts';
 import { mountBlobRoutes } from './blobs-route.ts';
 import { mountDeployRoute } from './deploy-route.ts';
+import { consoleApp } from '../console/console-app.tsx';
 import { evalRoutes } from '../eval/routes.ts';
 import type { GatewayDeps, GatewayEnv } from './env.ts';
 import { errorResponse, toSnapfnError } from './error-response.ts';
@@ -56,5 +57,6 @@ export function createGateway(deps: GatewayDeps): Hono<GatewayEnv> {
   mountFunctionRoutes(app, deps);
   mountLogsRoute(app, deps);
   mountGcRoute(app, deps);
+  app.route('/console', consoleApp(deps));
   return app;
 }

@@ -19,7 +19,8 @@ export const DEFAULT_MAX_QUEUE_WAIT_MS = 30_000;
 export interface GatewayDeps {
   engine: InvocationEngine;
   store: FunctionStore;
-  config: Pick<SnapfnConfig, 'apiKey' | 'maxBodyBytes' | 'maxDeployBytes'> & Partial<Pick<SnapfnConfig, 'maxQueueWaitMs'>>;
+  /** poolSize: the default warm pool target, shown by the console. */
+  config: Pick<SnapfnConfig, 'apiKey' | 'maxBodyBytes' | 'maxDeployBytes'> & Partial<Pick<SnapfnConfig, 'maxQueueWaitMs' | 'poolSize'>>;
   /**
    * The queue layer. `npm start` always has one; without it (unit tests of
    * the direct path) every invocation is direct and async / Idempotency-Key

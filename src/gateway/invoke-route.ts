@@ -9,6 +9,7 @@ import { isStreaming, type StreamingRequest } from '../schemas/invocation.ts';
 import { assertOperator } from './auth.ts';
 import type { GatewayDeps, GatewayEnv } from './env.ts';
 import { toSnapfnError } from './error-response.ts';
+import { base64Bytes, loggedTimings } from './log-fields.ts';
 import { ERROR_HEADER, INVOCATION_ID_HEADER, respond, respondStreaming } from './outcome-response.ts';
 import { invokeQueued, type InvocationContext, type InvokeReply, type LoggedResult } from './queued-invoke.ts';
 import { queueRouting } from './queue-routing.ts';
@@ -75,8 +76,9 @@ async function invoke(c: Context<GatewayEnv>, deps: GatewayDeps): Promise<Respon
           method: c.req.method,
           path: c.req.path,
           durationMs: Math.round((performance.now() - started) * 10) / 10,
+          requestBytes: streamBody ? declared : body.length,
           ...entry,
-          ...(entry.error ? { error: { code: entry.error.code, message: redact(entry.error.message) } } : {}),
+          ...(entry.error ? { error: { code: entry.error.code, message: redact(entry.error.message), ...(entry.error.stack ? { stack: redact(entry.error.stack) } : {}) } } : {}),
           logs: entry.logs.map((line) => ({ ...line, text: redact(line.text) })),
         })
         .catch((err) => (deps.log ?? console.error)(`snapfn gateway: could not append to the log of ${name}: ${(err as Error).message}`));
@@ -85,7 +87,7 @@ async function invoke(c: Context<GatewayEnv>, deps: GatewayDeps): Promise<Respon
       // Decided and started in one synchronous step: the engine reserves its
       // place inside invoke() before yielding, so concurrent requests cannot
       // all read the same free place.
-      const queued = routing.async || routing.idempotencyKey !== undefined || (mayQueue && deps.queue !== undefined && engine.freeCapacity() <= 0);
+      const queued = routing.async || routing.idempotencyKey !== undefined || (mayQueue && deps.queue !== undefined && engine.freeCapacity(name) <= 0);
       // The queue keeps bodies in Redis: one that was meant to stream is read whole first.
       if (queued && wire.bodyStream) {
         const { bodyStream, ...head } = wire;
@@ -128,14 +130,16 @@ async function invokeDirect(ctx: InvocationContext): Promise<InvokeReply> {
     const reply = respondStreaming(outcome, serving.version.version, started, outgoing ? () => outgoing.destroy() : undefined);
     void reply.finished.then(async ({ end, bytes, ttfbMs }) => {
       deps.metrics?.recordInvocation(name, end, result.timings, performance.now() - started);
-      const error = end.ok ? undefined : { code: end.error.code, message: redact(end.error.message) };
-      const streamed = { responseBytes: bytes, ...(ttfbMs !== undefined ? { ttfbMs } : {}) };
+      const error = end.ok ? undefined : { code: end.error.code, message: redact(end.error.message), ...(end.error.stack ? { stack: end.error.stack } : {}) };
+      const streamed = { responseBytes: bytes, ...(ttfbMs !== undefined ? { ttfbMs } : {}), timings: loggedTimings(result.timings) };
       await record({ status: reply.response.status, ok: end.ok, ...(error ? { error } : {}), logs: end.logs, logsTruncated: end.logsTruncated, ...streamed });
     });
     return { response: reply.response };
   }
   deps.metrics?.recordInvocation(name, outcome, result.timings, performance.now() - started);
   const reply = respond(outcome, serving.version.version, redact);
-  await record({ status: reply.response.status, ok: reply.error === undefined, ...(reply.error ? { error: reply.error } : {}), logs: outcome.logs, logsTruncated: outcome.logsTruncated });
+  const error = reply.error && !outcome.ok && outcome.error.stack ? { ...reply.error, stack: outcome.error.stack } : reply.error;
+  const measured = { ...(outcome.ok ? { responseBytes: base64Bytes(outcome.response.bodyBase64) } : {}), timings: loggedTimings(result.timings) };
+  await record({ status: reply.response.status, ok: error === undefined, ...(error ? { error } : {}), logs: outcome.logs, logsTruncated: outcome.logsTruncated, ...measured });
   return reply;
 }

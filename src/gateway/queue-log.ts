@@ -2,6 +2,7 @@ import type { InvocationAttemptFailedEvent, InvocationResultEvent } from '../que
 import type { FunctionStore } from '../registry/function-store.ts';
 import type { InvocationLogEntry, QueuedAttempt } from '../schemas/api.ts';
 import type { SnapfnMetrics } from '../telemetry/snapfn-metrics.ts';
+import { base64Bytes, loggedTimings } from './log-fields.ts';
 import { failureStatus } from './outcome-response.ts';
 import { redactor } from './redact.ts';
 
@@ -29,7 +30,7 @@ export class QueueLog {
   readonly onResult = async (event: InvocationResultEvent): Promise<void> => {
     const { outcome, timings, attempt } = event.result;
     const engineMs = timings.acquireMs + timings.restoreMs + timings.handlerMs;
-    this.#deps.metrics?.recordInvocation(event.functionName, outcome, timings, timings.queueWaitMs + engineMs);
+    this.#deps.metrics?.recordInvocation(event.functionName, outcome, timings, timings.queueWaitMs + engineMs, { queued: true });
     const state: QueuedAttempt['state'] = outcome.ok ? 'completed' : event.mode === 'sync' ? 'failed' : event.willRetry ? 'retrying' : 'dead';
     await this.#append(event.functionName, event.version, {
       id: event.invocationId,
@@ -40,9 +41,11 @@ export class QueueLog {
       status: outcome.ok ? outcome.response.status : failureStatus(outcome.error.code),
       durationMs: round(engineMs),
       ok: outcome.ok,
-      ...(outcome.ok ? {} : { error: { code: outcome.error.code, message: outcome.error.message } }),
+      ...(outcome.ok ? {} : { error: { code: outcome.error.code, message: outcome.error.message, ...(outcome.error.stack ? { stack: outcome.error.stack } : {}) } }),
       logs: outcome.logs,
       logsTruncated: outcome.logsTruncated,
+      ...(outcome.ok ? { responseBytes: base64Bytes(outcome.response.bodyBase64) } : {}),
+      timings: loggedTimings(timings),
       queue: { mode: event.mode, attempt, maxAttempts: event.maxAttempts ?? attempt, waitMs: round(timings.queueWaitMs), state },
     });
   };
@@ -75,7 +78,7 @@ export class QueueLog {
     try {
       await this.#deps.store.logs.append(name, {
         ...entry,
-        ...(entry.error ? { error: { code: entry.error.code, message: redact(entry.error.message) } } : {}),
+        ...(entry.error ? { error: { code: entry.error.code, message: redact(entry.error.message), ...(entry.error.stack ? { stack: redact(entry.error.stack) } : {}) } } : {}),
         logs: entry.logs.map((line) => ({ ...line, text: redact(line.text) })),
       });
     } catch (err) {

@@ -178,12 +178,19 @@ export const InvocationLogEntry = z.object({
   status: z.number().int(),
   durationMs: z.number(),
   ok: z.boolean(),
-  error: z.object({ code: z.string(), message: z.string() }).optional(),
+  /** `stack`: the handler's own, when it threw (secret values redacted like the message). */
+  error: z.object({ code: z.string(), message: z.string(), stack: z.string().optional() }).optional(),
   logs: z.array(LogLine),
   logsTruncated: z.boolean(),
-  /** Streamed responses: the bytes that went out, and the time to the first of them. */
+  /** The request body's size (direct invocations). */
+  requestBytes: z.number().int().min(0).optional(),
+  /** The response body's size (streamed: the bytes that went out); `ttfbMs`, streamed only: the time to the first of them. */
   responseBytes: z.number().int().min(0).optional(),
   ttfbMs: z.number().optional(),
+  /** Where the time on the node went (the trace's phases): waiting for a sandbox place, restoring it (0 on a pool hit or keepWarm reuse), the handler; and how the sandbox was had. Absent when no sandbox ran it. */
+  timings: z
+    .object({ acquireMs: z.number(), restoreMs: z.number(), handlerMs: z.number(), source: z.enum(['pool', 'keep-warm', 'restore']) })
+    .optional(),
   /** Only for attempts run from the queue (absent: a direct HTTP invocation). */
   queue: QueuedAttempt.optional(),
 });

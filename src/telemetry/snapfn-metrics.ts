@@ -21,6 +21,20 @@ export interface MetricsSources {
   networkSlots?: () => { free: number; inUse: number; misses: number };
 }
 
+/**
+ * One invocation as recordInvocation/recordRejected saw it, for in-process
+ * listeners (the console's time series). `outcome`: 'ok' or the error code;
+ * `timings` absent when no sandbox ran it.
+ */
+export interface ObservedInvocation {
+  fn: string;
+  outcome: string;
+  totalMs: number;
+  timings?: PhaseTimings;
+  /** It went through the queue (totalMs includes the wait there). */
+  queued: boolean;
+}
+
 /** A scrape must answer even when Redis does not: the queue gauges are left out then. */
 const QUEUE_READ_TIMEOUT_MS = 1000;
 
@@ -34,6 +48,7 @@ export class SnapfnMetrics {
   #queueDepth: QueueDepthSource | undefined;
   /** What the latest scrape read (nothing after a failed read: a stale depth would mislead). */
   #depth: Record<string, QueueDepth> = {};
+  readonly #listeners = new Set<(observed: ObservedInvocation) => void>();
 
   constructor(sources: MetricsSources) {
     const r = this.registry;
@@ -94,8 +109,16 @@ export class SnapfnMetrics {
     this.#queueDepth = source;
   }
 
-  recordInvocation(fn: string, outcome: InvocationOutcome, timings: PhaseTimings | undefined, totalMs: number): void {
-    this.#invocations.inc({ function: fn, outcome: outcome.ok ? 'ok' : outcome.error.code });
+  /** Calls `listener` with every invocation recorded from now on; returns its unsubscribe. */
+  onInvocation(listener: (observed: ObservedInvocation) => void): () => void {
+    this.#listeners.add(listener);
+    return () => this.#listeners.delete(listener);
+  }
+
+  recordInvocation(fn: string, outcome: InvocationOutcome, timings: PhaseTimings | undefined, totalMs: number, options: { queued?: boolean } = {}): void {
+    const code = outcome.ok ? 'ok' : outcome.error.code;
+    this.#invocations.inc({ function: fn, outcome: code });
+    this.#notify({ fn, outcome: code, totalMs, ...(timings ? { timings } : {}), queued: options.queued ?? false });
     if (timings) {
       this.#phases.observe({ phase: 'queue' }, timings.acquireMs / 1000);
       if (timings.source === 'restore') this.#phases.observe({ phase: 'restore' }, timings.restoreMs / 1000);
@@ -109,6 +132,16 @@ export class SnapfnMetrics {
   recordRejected(fn: string, code: string, totalMs: number): void {
     this.#invocations.inc({ function: fn, outcome: code });
     this.#phases.observe({ phase: 'total' }, totalMs / 1000);
+    this.#notify({ fn, outcome: code, totalMs, queued: false });
+  }
+
+  #notify(observed: ObservedInvocation): void {
+    for (const listener of this.#listeners) {
+      // A listener's bug must not fail the invocation that is being recorded.
+      try {
+        listener(observed);
+      } catch {}
+    }
   }
 
   render(): Promise<string> {
