@@ -37,6 +37,11 @@ function niceMax(max: number): number {
   return 10 * power;
 }
 
+/** Counts on an axis may fall between integers (half of 5). */
+function count(value: number): string {
+  return Number.isInteger(value) ? String(value) : value.toFixed(1);
+}
+
 function xAt(i: number, n: number): number {
   return PAD.left + (n <= 1 ? PLOT_W / 2 : (i * PLOT_W) / (n - 1));
 }
@@ -60,7 +65,7 @@ function Axes({ x, max, format }: { x: number[]; max: number; format: (v: number
       ))}
       {x.map((t, i) =>
         i % every === 0 || i === x.length - 1 ? (
-          <text x={xAt(i, x.length)} y={H - 6} text-anchor="middle">
+          <text x={xAt(i, x.length)} y={H - 6} text-anchor={i === 0 ? 'start' : i === x.length - 1 ? 'end' : 'middle'}>
             {clock(t)}
           </text>
         ) : null,
@@ -87,7 +92,7 @@ function hasData(series: Series[]): boolean {
 }
 
 /** Stacked bars per minute (counts by outcome). */
-export function StackedBars({ title, x, series, format = (v) => String(Math.round(v)), empty = 'No invocations in this window.' }: ChartProps) {
+export function StackedBars({ title, x, series, format = count, empty = 'No invocations in this window.' }: ChartProps) {
   const totals = x.map((_, i) => series.reduce((n, s) => n + (s.values[i] ?? 0), 0));
   const max = niceMax(Math.max(0, ...totals));
   const barW = Math.max(2, (PLOT_W / Math.max(1, x.length)) * 0.7);

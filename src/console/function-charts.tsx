@@ -4,10 +4,13 @@ import { LATENCY_PATHS, type InvocationSeries, type LatencyPath } from './time-s
 const PATH_LABEL: Record<LatencyPath, string> = { pool: 'pool hit', 'keep-warm': 'keepWarm', restore: 'restore', queued: 'queued' };
 const PATH_SLOT: Record<LatencyPath, number> = { pool: 0, 'keep-warm': 2, restore: 4, queued: 5 };
 const FAILURE_SLOTS = [1, 3, 7];
+const MIN_WINDOW_MINUTES = 15;
 
 /** The charts of one function over the series' window; re-fetched by console.js as a fragment. */
 export function FunctionCharts({ series, name }: { series: InvocationSeries; name: string }) {
-  const minutes = series.minutes(name);
+  // A fresh gateway's hour is mostly empty: show at least a quarter of it, and all of what it has.
+  const window = Math.max(MIN_WINDOW_MINUTES, series.spanMinutes(name));
+  const minutes = series.minutes(name, window);
   const x = minutes.map((m) => m.start);
   const outcomes = [...new Set(minutes.flatMap((m) => Object.keys(m.outcomes)))].sort((a, b) => (a === 'ok' ? -1 : b === 'ok' ? 1 : a.localeCompare(b)));
   const failures = outcomes.filter((o) => o !== 'ok');
@@ -25,6 +28,7 @@ export function FunctionCharts({ series, name }: { series: InvocationSeries; nam
   ];
   return (
     <div class="charts">
+      <p class="muted small span-all">{`The last ${window} minutes, per minute (UTC on the axes), as this gateway saw them since it started.`}</p>
       <StackedBars title="Invocations per minute, by outcome" x={x} series={byOutcome} />
       <Lines title="Latency p50 per minute, by path" x={x} series={quantile('p50')} />
       <Lines title="Latency p99 per minute, by path" x={x} series={quantile('p99')} />

@@ -96,7 +96,7 @@ export function FunctionPage({ row, versions, recent, series, notice }: Function
         </section>
       </div>
 
-      <h2>Last hour</h2>
+      <h2>Charts</h2>
       <div id="charts" data-refresh={`${base}/charts`} data-refresh-ms="10000">
         <FunctionCharts series={series} name={fn.name} />
       </div>

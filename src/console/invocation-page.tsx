@@ -16,7 +16,8 @@ export function phasesOf(entry: InvocationLogEntry): Phase[] {
   if (entry.queue) phases.push({ name: 'queue wait', ms: entry.queue.waitMs, slot: 5 });
   if (!t) return [...phases, { name: 'total', ms: entry.durationMs, slot: 6 }];
   phases.push({ name: 'sandbox wait', ms: t.acquireMs, slot: 3 });
-  phases.push({ name: t.source === 'restore' ? 'restore' : t.source === 'pool' ? 'pool hit' : 'keepWarm reuse', ms: t.restoreMs, slot: 4 });
+  // Zero on a pool hit or keepWarm reuse, and shown as such: that is the point of those paths.
+  phases.push({ name: t.source === 'restore' ? 'restore' : `restore (none: ${t.source === 'pool' ? 'pool hit' : 'keepWarm reuse'})`, ms: t.restoreMs, slot: 4 });
   phases.push({ name: 'handler', ms: t.handlerMs, slot: 0 });
   const rest = entry.durationMs - t.acquireMs - t.restoreMs - t.handlerMs;
   phases.push({ name: 'gateway, envd and teardown', ms: Math.max(0, Math.round(rest * 10) / 10), slot: 6 });

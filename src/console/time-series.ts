@@ -144,6 +144,12 @@ export class InvocationSeries {
     return points;
   }
 
+  /** Minutes from the oldest kept bucket of `fn` to now, inclusive (0: nothing kept). */
+  spanMinutes(fn: string): number {
+    const oldest = this.#functions.get(fn)?.[0];
+    return oldest ? Math.min(this.minutesKept, Math.floor(this.#now() / MINUTE_MS) - oldest.minute + 1) : 0;
+  }
+
   /** Counts and latency of `fn` over the last `windowMinutes`. */
   summary(fn: string, windowMinutes = this.minutesKept): WindowSummary {
     const since = Math.floor(this.#now() / MINUTE_MS) - windowMinutes;
