@@ -39,6 +39,11 @@ describe('deploy: validation before streaming (plain JSON errors)', () => {
     assert.match((reply.json as { error: { message: string } }).error.message, /Could not resolve "not-installed"/);
   });
 
+  it("a TypeScript entry that requires its own .node addon deploys (the addon stays a file loaded at run time)", async () => {
+    const fn = await f.deployOk({ name: 'own-addon', files: { 'index.ts': "export default async () => { const addon = require('./native.node'); return addon.ok; };\n", 'native.node': 'not really ELF' } });
+    assert.equal(fn.name, 'own-addon');
+  });
+
   it('413s a bundle whose decoded files exceed SNAPFN_MAX_DEPLOY_BYTES', async () => {
     const reply = await f.deploy({ name: 'big', files: { 'index.js': HELLO, 'data.bin': 'x'.repeat(5000) } });
     assert.equal(reply.status, 413);

@@ -56,7 +56,10 @@ export class Channel {
           this.#deliver(message.id, message.type === 'cancel' ? CANCEL : END);
           continue;
         }
-        chain = chain.then(() => handlers.onMessage(message, this)).catch(handlers.onError);
+        // Invocations run side by side (up to the function's concurrency, which
+        // the host enforces); everything else is handled strictly in order.
+        if (message.type === 'invoke') handlers.onMessage(message, this).catch(handlers.onError);
+        else chain = chain.then(() => handlers.onMessage(message, this)).catch(handlers.onError);
       }
     });
     stream.on('close', () => {

@@ -21,6 +21,7 @@ import { randomUUID } from 'node:crypto';
 import { CANCEL, Channel } from './channel.mjs';
 import { loadFunction } from './function-module.mjs';
 import { cancellation, discardingSink, errorOf, runInvocation, toRequest } from './invocation.mjs';
+import { installEnvironment } from './invocation-context.mjs';
 import { installLogCapture, realWrite, startCapture } from './log-capture.mjs';
 import { installFreshRandomness, refreshRandomness } from './randomness.mjs';
 import { startVirtioSerial } from './virtio-serial.mjs';
@@ -37,6 +38,7 @@ const DIAL_POLL_MS = 1;
 
 const bootId = randomUUID();
 const baseEnv = { ...process.env };
+installEnvironment(baseEnv);
 let connectCount = 0;
 let invocations = 0;
 

@@ -8,7 +8,8 @@
 import { Buffer } from 'node:buffer';
 import { randomUUID } from 'node:crypto';
 import { CANCEL, END } from './channel.mjs';
-import { startCapture } from './log-capture.mjs';
+import { invocationContext } from './invocation-context.mjs';
+import { endCapture, newCapture } from './log-capture.mjs';
 
 /** @typedef {import('../../src/sandbox/envd/protocol.ts').Failure} Failure */
 /** @typedef {import('../../src/sandbox/envd/protocol.ts').RequestHead} RequestHead */
@@ -130,9 +131,22 @@ async function stream(response, sink, maxBytes, abort) {
  * @param {ResponseSink} sink
  * @returns {Promise<InvocationEnd>}
  */
-export async function runInvocation(limits, call, info, sink) {
-  process.env = { ...limits.baseEnv, ...limits.env };
-  const stop = startCapture();
+export function runInvocation(limits, call, info, sink) {
+  const capture = newCapture();
+  // Its own copy: a handler writing process.env changes its invocation's only.
+  const env = { ...limits.baseEnv, ...limits.env };
+  return invocationContext.run({ capture, env }, () => invoke(limits, call, info, sink, () => endCapture(capture)));
+}
+
+/**
+ * @param {{ timeoutMs: number, maxResponseBytes: number, env: Record<string, string> }} limits
+ * @param {(invocation: any) => unknown} call
+ * @param {any} info
+ * @param {ResponseSink} sink
+ * @param {() => { logs: any[], logsTruncated: boolean }} stop
+ * @returns {Promise<InvocationEnd>}
+ */
+async function invoke(limits, call, info, sink, stop) {
   /** @type {Promise<unknown>[]} */
   const background = [];
   const deadline = Date.now() + limits.timeoutMs;

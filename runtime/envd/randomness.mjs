@@ -60,10 +60,12 @@ export function installFreshRandomness() {
   if (installed) return;
   installed = true;
   // Named parameters: the same length as node's function.
-  crypto.randomInt = function randomInt(min, max, callback) {
-    randomIntUsed = true;
-    return Reflect.apply(nativeRandomInt, this, arguments);
-  };
+  crypto.randomInt = /** @type {typeof crypto.randomInt} */ (
+    function randomInt(min, max, callback) {
+      randomIntUsed = true;
+      return Reflect.apply(nativeRandomInt, this, arguments);
+    }
+  );
   syncBuiltinESMExports();
   refreshRandomness();
 }

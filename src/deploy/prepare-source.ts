@@ -84,6 +84,8 @@ async function transpileEntry(dir: string, entry: string): Promise<{ output: str
       outfile: path.join(dir, output),
       bundle: true,
       plugins: [packagesResolvedButExternal],
+      // The function's own addons load at run time, from beside the entry.
+      external: ['*.node'],
       platform: 'node',
       target: 'node20',
       format: 'esm',
@@ -108,7 +110,7 @@ async function transpileEntry(dir: string, entry: string): Promise<{ output: str
 /** Static exports of an ES module entry, read by esbuild without running it (empty for CommonJS: envd decides there). */
 async function esmExports(dir: string, entry: string): Promise<string[] | undefined> {
   try {
-    const result = await esbuild.build({ absWorkingDir: dir, entryPoints: [entry], bundle: true, plugins: [packagesResolvedButExternal], platform: 'node', format: 'esm', write: false, metafile: true, logLevel: 'silent', outfile: 'out.mjs' });
+    const result = await esbuild.build({ absWorkingDir: dir, entryPoints: [entry], bundle: true, plugins: [packagesResolvedButExternal], external: ['*.node'], platform: 'node', format: 'esm', write: false, metafile: true, logLevel: 'silent', outfile: 'out.mjs' });
     const input = result.metafile.inputs[entry];
     if (input?.format !== 'esm') return undefined;
     return Object.values(result.metafile.outputs).find((o) => o.entryPoint !== undefined)?.exports;

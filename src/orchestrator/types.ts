@@ -56,8 +56,8 @@ export interface InvocationEngine {
    * request may carry its body as a stream.
    */
   invoke(deployment: Deployment, request: StreamingRequest, options: { invocationId: string; stream?: boolean }): Promise<InvokeResult>;
-  /** Sandboxes that could start an invocation right now. */
-  freeCapacity(): number;
+  /** Sandboxes that could start an invocation right now; with `name`, the free slots of that function's busy sandboxes (config.concurrency) too. */
+  freeCapacity(name?: string): number;
   /**
    * Busy sandboxes of function `name` that go straight to its next waiting
    * invocation when they finish (keepWarm): a queue may start that many more

@@ -23,6 +23,11 @@ export const FunctionConfig = z
     requireAuth: z.boolean().default(false),
     /** Warm pool size of pre-restored sandboxes for this function. */
     poolSize: z.number().int().min(0).max(32).optional(),
+    /**
+     * Invocations one sandbox serves at once (Cloud Run's and Knative's container concurrency);
+     * logs, env and timeouts stay per invocation. 1: one at a time.
+     */
+    concurrency: z.number().int().min(1).max(256).default(1),
     /** Max concurrent invocations of this function across all nodes. */
     maxConcurrency: z.number().int().min(1).max(1000).optional(),
     /**

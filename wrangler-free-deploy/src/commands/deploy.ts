@@ -16,7 +16,7 @@ const PROGRESS_EVERY_MS = 2000;
 export const deploy: Command = {
   name: 'deploy',
   summary: 'upload a function directory (only the files the gateway lacks) and deploy it as a new version',
-  usage: 'fn deploy <dir> [--name NAME] [--handler FILE.EXPORT] [--env K=V]... [--secret K[=V]]... [--keep-warm] [--timeout MS] [--memory MB] [--schedule CRON] [--network none|egress] [--json]',
+  usage: 'fn deploy <dir> [--name NAME] [--handler FILE.EXPORT] [--env K=V]... [--secret K[=V]]... [--keep-warm] [--concurrency N] [--timeout MS] [--memory MB] [--schedule CRON] [--network none|egress] [--json]',
   async run(args, ctx) {
     const { values, positionals } = parseCommand(
       this,
@@ -27,6 +27,7 @@ export const deploy: Command = {
         env: { type: 'string', multiple: true },
         secret: { type: 'string', multiple: true },
         'keep-warm': { type: 'boolean' },
+        concurrency: { type: 'string' },
         timeout: { type: 'string' },
         memory: { type: 'string' },
         schedule: { type: 'string' },
@@ -40,6 +41,7 @@ export const deploy: Command = {
     const config = {
       ...(values.handler !== undefined ? { handler: values.handler } : {}),
       ...(values['keep-warm'] ? { keepWarm: true } : {}),
+      ...(values.concurrency !== undefined ? { concurrency: intOption('concurrency', values.concurrency) } : {}),
       ...(values.timeout !== undefined ? { timeoutMs: intOption('timeout', values.timeout) } : {}),
       ...(values.memory !== undefined ? { memoryMb: intOption('memory', values.memory) } : {}),
       ...(values.schedule !== undefined ? { schedule: values.schedule } : {}),
