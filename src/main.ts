@@ -1,6 +1,25 @@
-import { ConfigError, loadConfig } from './config.ts';
+import { ConfigError, loadConfig, type SnapfnConfig } from './config.ts';
+import { EVAL_LIMITS } from './schemas/eval.ts';
 import { startSnapfn, type RunningSnapfn } from './snapfn.ts';
 import { startTracing } from './telemetry/tracing.ts';
+
+/*
+ * How `npm start` stops. A SIGTERM (or Ctrl-C) stops gracefully: running
+ * invocations finish, then every sandbox goes, Redis last. It is over
+ * within the longest invocation timeout plus SHUTDOWN_SLACK_MS whatever
+ * Redis does: past that (minus FORCE_BUDGET_MS) the forced path runs.
+ * A second signal takes the forced path at once: Redis connections cut,
+ * every sandbox destroyed (never left behind), Redis stopped, exit 1.
+ */
+const SHUTDOWN_SLACK_MS = 10_000;
+const FORCE_BUDGET_MS = 5_000;
+/**
+ * Signals this close together are one request. A SIGTERM to the process
+ * group of `npm start` (Ctrl-C, a container runtime) reaches npm, tsx and
+ * this process at once, and npm and tsx relay it once more: taken as a
+ * second signal, that relay turned every stop into a forced one.
+ */
+const SAME_SIGNAL_MS = 1_000;
 
 /** `npm start`: one snapfn node on PORT, until SIGINT/SIGTERM. */
 async function main(): Promise<void> {
@@ -14,25 +33,81 @@ async function main(): Promise<void> {
   for (const fn of await snapfn.store.list()) console.log(`  ${fn.name.padEnd(16)} v${fn.active ?? '-'}  ${snapfn.url}/fn/${fn.name}`);
   for (const example of snapfn.examples) if (example.error) console.log(`  example ${example.name} was not deployed: ${example.error}`);
 
-  let stopping = false;
-  const stop = (signal: NodeJS.Signals) => {
-    if (stopping) {
-      // A second Ctrl-C means "now": sandboxes may be left for the next start to reap.
-      console.error(`snapfn: ${signal} again, exiting without cleanup`);
+  let firstSignalAt: number | undefined;
+  let forcing = false;
+  const force = (why: string) => {
+    if (forcing) return;
+    forcing = true;
+    console.error(`snapfn: ${why}: destroying every sandbox and exiting`);
+    setTimeout(() => {
+      console.error(`snapfn: the forced shutdown did not finish within ${FORCE_BUDGET_MS} ms; exiting anyway`);
       process.exit(1);
-    }
-    stopping = true;
-    console.log(`snapfn: ${signal}, shutting down`);
-    snapfn.close().then(() => tracing.close()).then(
-      () => process.exit(0),
+    }, FORCE_BUDGET_MS);
+    snapfn.close({ force: true }).then(
+      () => process.exit(1),
       (err: unknown) => {
-        console.error(`snapfn: shutdown failed: ${(err as Error).message}`);
+        console.error(`snapfn: forced shutdown: ${(err as Error).message}`);
         process.exit(1);
       },
     );
   };
+  const stop = (signal: NodeJS.Signals) => {
+    if (firstSignalAt !== undefined) {
+      if (Date.now() - firstSignalAt < SAME_SIGNAL_MS) return;
+      force(`${signal} again`);
+      return;
+    }
+    firstSignalAt = Date.now();
+    // Whatever a half-closed BullMQ or ioredis rejects from now on must not
+    // end the process before the sandboxes are gone.
+    process.on('unhandledRejection', (reason) => console.error(`snapfn: during shutdown: ${(reason as Error)?.message ?? String(reason)}`));
+    console.log(`snapfn: ${signal}, shutting down`);
+    void (async () => {
+      // Read before the close: it closes the store first.
+      const longest = await longestTimeoutMs(snapfn, config);
+      const budget = longest + SHUTDOWN_SLACK_MS - FORCE_BUDGET_MS - (Date.now() - firstSignalAt!);
+      const deadline = setTimeout(() => force(`still shutting down after ${Math.round((Date.now() - firstSignalAt!) / 1000)} s (longest invocation timeout ${longest} ms)`), Math.max(0, budget));
+      try {
+        await snapfn.close();
+        await withTimeout(tracing.close(), 2000);
+      } catch (err) {
+        if (forcing) return;
+        console.error(`snapfn: shutdown failed: ${(err as Error).message}`);
+        force('the graceful shutdown failed');
+        return;
+      }
+      clearTimeout(deadline);
+      if (!forcing) process.exit(0);
+    })();
+  };
   process.on('SIGINT', stop);
   process.on('SIGTERM', stop);
+}
+
+/** The longest an invocation running now may still take: the functions' active timeouts, and eval's limit when it is served. */
+async function longestTimeoutMs(snapfn: RunningSnapfn, config: SnapfnConfig): Promise<number> {
+  let longest = config.eval ? EVAL_LIMITS.maxTimeoutMs : 0;
+  const read = (async () => {
+    for (const fn of await snapfn.store.list()) {
+      const serving = await snapfn.store.serving(fn.name).catch(() => undefined);
+      longest = Math.max(longest, serving?.version.config.timeoutMs ?? 0);
+    }
+  })();
+  // A store that does not answer: assume the schema's default.
+  if (!(await withTimeout(read, 1000))) longest = Math.max(longest, 10_000);
+  return longest;
+}
+
+/** True if `work` settled within `ms`. */
+async function withTimeout(work: Promise<unknown>, ms: number): Promise<boolean> {
+  let timer: NodeJS.Timeout | undefined;
+  const settled = work.then(
+    () => true,
+    () => true,
+  );
+  const result = await Promise.race([settled, new Promise<false>((resolve) => (timer = setTimeout(() => resolve(false), ms)))]);
+  clearTimeout(timer);
+  return result;
 }
 
 main().catch((err: unknown) => {

@@ -6,7 +6,7 @@ import { DeploymentRegistry } from './queue/deployment-registry.ts';
 import { FunctionQueues } from './queue/function-queues.ts';
 import { InvocationQueue, type Backoff } from './queue/invocation-queue.ts';
 import { InvocationWorkers } from './queue/invocation-worker.ts';
-import { connectRedis } from './queue/redis-server.ts';
+import { connectRedis, cutConnections } from './queue/redis-connection.ts';
 import { ResultStream } from './queue/result-stream.ts';
 import { Schedules } from './queue/schedules.ts';
 import type { FunctionStore } from './registry/function-store.ts';
@@ -31,8 +31,14 @@ export interface QueueLayerOptions {
 
 export interface QueueLayer {
   readonly functions: FunctionQueues;
-  /** Stops reading results, then the workers (running jobs finish), then the producer side. Redis stays the caller's. */
+  /**
+   * Stops reading results, then the workers (running jobs finish), then the
+   * producer side. Redis stays the caller's. Bounded whatever Redis does:
+   * running jobs end within their timeout, Redis gets a few seconds more.
+   */
   close(): Promise<void>;
+  /** Ends every Redis connection now (a forced shutdown): a close() in progress then finishes at once. */
+  cut(): void;
 }
 
 /**
@@ -60,6 +66,7 @@ export function openQueueLayer(options: QueueLayerOptions): QueueLayer {
     // with a single sandbox cannot spare one: the queue would never run.
     reserveForDirect: Math.min(1, engine.stats().maxSandboxes - 1),
     resolveDeployment: (name, version) => store.resolveDeployment(name, version),
+    isAbandoned: (id) => queue.isAbandoned(id),
     onResult: queueLog.onResult,
     onAttemptFailed: queueLog.onAttemptFailed,
     ...(tuning.lockDurationMs ? { lockDurationMs: tuning.lockDurationMs } : {}),
@@ -83,11 +90,15 @@ export function openQueueLayer(options: QueueLayerOptions): QueueLayer {
         await results?.close();
         await functions.close();
       })()),
+    cut: () => {
+      results?.cut();
+      functions.cut();
+    },
   };
 }
 
 /** Appends what worker-only nodes ran (they have no invocation log) until closed. */
-function readResults(redisUrl: string, queueLog: QueueLog, log: (message: string) => void): { close(): Promise<void> } {
+function readResults(redisUrl: string, queueLog: QueueLog, log: (message: string) => void): { close(): Promise<void>; cut(): void } {
   // Its own connection: XREADGROUP BLOCK holds it.
   const redis: Redis = connectRedis(redisUrl, { name: 'snapfn-results' });
   redis.on('error', () => {}); // the queue's connection reports Redis trouble already
@@ -107,10 +118,12 @@ function readResults(redisUrl: string, queueLog: QueueLog, log: (message: string
   return {
     async close() {
       abort.abort();
-      // Cuts the blocking read short instead of waiting out its BLOCK timeout.
-      redis.disconnect();
+      // Cuts the blocking read short instead of waiting out its BLOCK timeout
+      // (or forever: while Redis is down the read waits for it to come back).
+      cutConnections(redis);
       await loop;
     },
+    cut: () => cutConnections(redis),
   };
 }
 

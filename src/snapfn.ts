@@ -10,7 +10,7 @@ import { functionUrl } from './gateway/views.ts';
 import { startGateway, type RunningGateway } from './gateway/server.ts';
 import type { InvocationEngine } from './orchestrator/types.ts';
 import type { FunctionQueues } from './queue/function-queues.ts';
-import { startLocalRedis, type LocalRedis } from './queue/redis-server.ts';
+import { SupervisedRedis } from './queue/redis-server.ts';
 import { linkTemplateStore } from './queue/shared-templates.ts';
 import { openQueueLayer, type QueueLayer, type QueueLayerOptions } from './queue-layer.ts';
 import { FunctionStore } from './registry/function-store.ts';
@@ -61,8 +61,16 @@ export interface RunningSnapfn {
   readonly examples: DeployedExample[];
   /** Template garbage collection of this gateway (worker-only nodes run none). */
   readonly gc: TemplateCollector;
-  /** Stops accepting requests, then the queue's workers and producer, then every sandbox, then the node's own Redis. Idempotent. */
-  close(): Promise<void>;
+  /** The node's own Redis (supervised: restarted when it dies); undefined with REDIS_URL or without a queue. */
+  readonly localRedis: SupervisedRedis | undefined;
+  /**
+   * Stops accepting requests, then the queue's workers and producer, then
+   * every sandbox, then the node's own Redis. Idempotent. `force` (a second
+   * signal, or a graceful close past its deadline) does not wait for
+   * running work or for Redis: connections are cut, every sandbox is
+   * destroyed, Redis is stopped; it may be called while a graceful close runs.
+   */
+  close(options?: { force?: boolean }): Promise<void>;
 }
 
 async function createRealEngine(config: SnapfnConfig): Promise<InvocationEngine> {
@@ -104,7 +112,7 @@ export async function startSnapfn(options: SnapfnOptions): Promise<RunningSnapfn
   await fs.mkdir(config.home, { recursive: true, mode: 0o700 });
   // Before the engine opens its template store: what it builds must land in the shared one.
   if (config.templateStore) await linkTemplateStore(config.home, config.templateStore);
-  let redis: LocalRedis | undefined;
+  let redis: SupervisedRedis | undefined;
   let engine: InvocationEngine | undefined;
   let store: FunctionStore | undefined;
   let queue: QueueLayer | undefined;
@@ -113,18 +121,28 @@ export async function startSnapfn(options: SnapfnOptions): Promise<RunningSnapfn
   let gc: TemplateCollector | undefined;
   // Stop accepting first, Redis last: workers finish their jobs (which need
   // the engine and Redis), the producer closes, then the sandboxes go.
+  let engineClosing: Promise<void> | undefined;
+  const closeEngine = () => (engineClosing ??= engine?.close() ?? Promise.resolve());
   const closeAll = async () => {
     await store?.close();
     await gateway?.close();
     await gc?.close();
     await queue?.close();
     await evalService?.close();
-    await engine?.close();
+    await closeEngine();
     await redis?.close();
+  };
+  // Whatever the graceful close is waiting for: Redis connections are cut
+  // (those waits fail at once), every sandbox is destroyed, Redis stops.
+  const forceClose = async () => {
+    queue?.cut();
+    void gateway?.close({ graceMs: 0 });
+    await Promise.allSettled([evalService?.close(), closeEngine()]);
+    await redis?.close({ graceMs: 2000 });
   };
   try {
     const useQueue = options.queue !== false;
-    if (useQueue && !config.redisUrl) redis = await startLocalRedis({ dir: path.join(config.home, 'redis') });
+    if (useQueue && !config.redisUrl) redis = await SupervisedRedis.start({ dir: path.join(config.home, 'redis'), log: (m) => console.error(m) });
     const redisUrl = useQueue ? (config.redisUrl ?? redis!.url) : undefined;
     const realEngine = options.engine ?? (await createRealEngine(config));
     engine = realEngine;
@@ -202,7 +220,8 @@ export async function startSnapfn(options: SnapfnOptions): Promise<RunningSnapfn
       redisUrl,
       examples,
       gc,
-      close: () => (closing ??= closeAll()),
+      localRedis: redis,
+      close: (options = {}) => (options.force ? forceClose() : (closing ??= closeAll())),
     };
   } catch (err) {
     await closeAll().catch(() => {});

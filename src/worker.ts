@@ -30,19 +30,32 @@ async function main(): Promise<void> {
   const health = env.SNAPFN_WORKER_HEALTH_PORT === undefined ? undefined : await serveHealth(env.SNAPFN_WORKER_HEALTH_PORT, node, engine);
   log(`taking queued invocations (home ${config.home}, ${config.maxSandboxes} sandboxes, templates ${env.SNAPFN_TEMPLATE_STORE}${health ? `, health on :${env.SNAPFN_WORKER_HEALTH_PORT}` : ''})`);
 
-  let stopping = false;
+  let firstSignalAt: number | undefined;
+  let forcing = false;
+  // One close of the engine, awaited by both paths: a second close() returns before the sandboxes are gone.
+  let engineClosing: Promise<void> | undefined;
+  const closeEngine = () => (engineClosing ??= engine.close());
   const stop = async (signal: string) => {
-    if (stopping) {
-      // A second signal means "now": sandboxes are left for the next start to reap.
-      log(`${signal} again, exiting without cleanup`);
+    if (firstSignalAt !== undefined) {
+      // One stop delivered twice (a process-group signal, relayed by npm or tsx).
+      if (Date.now() - firstSignalAt < 1000 || forcing) return;
+      // A second signal means "now": running invocations are cut, but every sandbox still goes.
+      forcing = true;
+      log(`${signal} again: destroying every sandbox and exiting`);
+      setTimeout(() => process.exit(1), 5000);
+      node.cut();
+      await closeEngine().catch((err: Error) => log(`closing the engine: ${err.message}`));
       process.exit(1);
     }
-    stopping = true;
+    firstSignalAt = Date.now();
+    process.on('unhandledRejection', (reason) => log(`during shutdown: ${(reason as Error)?.message ?? String(reason)}`));
     log(`${signal}: finishing running invocations`);
     health?.close();
+    // Bounded whatever Redis does: running jobs end within their timeout, Redis gets a few seconds more.
     await node.close();
-    await engine.close();
-    process.exit(0);
+    if (forcing) return;
+    await closeEngine();
+    if (!forcing) process.exit(0);
   };
   // `on`, not `once`: execa's signal-exit (held while runsc children run)
   // re-raises a signal that has no other listener left, which would kill

@@ -1,5 +1,5 @@
 import { Hono } from 'hono';
-import { NotFoundError } from '../errors.ts';
+import { echo, NotFoundError } from '../errors.ts';
 import type { HealthResponse } from '../schemas/api.ts';
 import { requireOperator } from './auth.ts';
 import { mountBlobRoutes } from './blobs-route.ts';
@@ -27,16 +27,20 @@ export function createGateway(deps: GatewayDeps): Hono<GatewayEnv> {
   const openApi = openApiDocument();
 
   app.onError((err) => errorResponse(toSnapfnError(err, deps.log)));
-  app.notFound((c) => errorResponse(new NotFoundError(`no route for ${c.req.method} ${c.req.path}`)));
+  app.notFound((c) => errorResponse(new NotFoundError(`no route for ${echo(c.req.method, 16)} ${echo(c.req.path, 128)}`)));
 
   app.get('/healthz', async (c) => {
     const stats = deps.engine.stats();
     const functions = (await deps.store.list()).length;
-    return c.json({
-      ok: true,
-      functions,
-      engine: { liveSandboxes: stats.liveSandboxes, maxSandboxes: stats.maxSandboxes, freeCapacity: deps.engine.freeCapacity() },
-    } satisfies HealthResponse);
+    const engine = { liveSandboxes: stats.liveSandboxes, maxSandboxes: stats.maxSandboxes, freeCapacity: deps.engine.freeCapacity() };
+    // Not ready without Redis: queued, async and scheduled work cannot be taken
+    // (direct invocations still run; a probe that restarts the node would stop those too).
+    const redis = deps.queue?.queue.health.state();
+    if (redis && !redis.available) {
+      const message = `Redis is unavailable since ${new Date(redis.since).toISOString()}: ${redis.reason ?? 'not connected'}`;
+      return c.json({ ok: false, error: { code: 'queue_unavailable', message }, functions, engine }, 503);
+    }
+    return c.json({ ok: true, functions, engine } satisfies HealthResponse);
   });
 
   mountInvokeRoutes(app, deps);

@@ -1,5 +1,5 @@
 import type { Context } from 'hono';
-import { QueueWaitTimeoutError } from '../queue/errors.ts';
+import { QueueUnavailableError, QueueWaitTimeoutError } from '../queue/errors.ts';
 import type { InvocationJobResult } from '../queue/job-data.ts';
 import type { ServingVersion } from '../registry/function-store.ts';
 import type { AsyncAccepted, InvocationLogEntry } from '../schemas/api.ts';
@@ -57,12 +57,13 @@ export async function invokeQueued(ctx: InvocationContext, routing: QueueRouting
     return error;
   };
 
+  const maxWaitMs = deps.config.maxQueueWaitMs ?? DEFAULT_MAX_QUEUE_WAIT_MS;
   let id: string;
   try {
     id = await queue.enqueue(
       name,
       { invocationId: c.get('invocationId'), deployment: { name, version: serving.version.version }, request: wire, mode: routing.async ? 'async' : 'sync' },
-      routing.idempotencyKey !== undefined ? { idempotencyKey: routing.idempotencyKey } : {},
+      { ...(routing.idempotencyKey !== undefined ? { idempotencyKey: routing.idempotencyKey } : {}), ...(routing.async ? {} : { waitMs: maxWaitMs }) },
     );
   } catch (err) {
     throw await refused(err);
@@ -72,8 +73,15 @@ export async function invokeQueued(ctx: InvocationContext, routing: QueueRouting
 
   let result: InvocationJobResult;
   try {
-    result = await queue.waitForResult(id, deps.config.maxQueueWaitMs ?? DEFAULT_MAX_QUEUE_WAIT_MS, name);
+    result = await queue.waitForResult(id, maxWaitMs, name);
   } catch (err) {
+    if (err instanceof QueueUnavailableError) {
+      // Redis went away while the caller waited: it hears so now, not at the
+      // end of its wait. The job is abandoned (never started by this node,
+      // withdrawn when Redis is back), so the gateway logs what the caller got.
+      const error = await refused(err);
+      return { response: errorResponse(error, { [ERROR_HEADER]: error.code }), error: { code: error.code, message: error.message } };
+    }
     if (!(err instanceof QueueWaitTimeoutError)) throw err;
     // Withdrawn (503 queue_timeout): it never ran, so the gateway logs it.
     // Still running (504 result_timeout): its worker will log it; the caller can poll.

@@ -16,12 +16,18 @@ export interface ActiveFunction {
   busy: number;
   /** performance.now() of the last invocation start or end. */
   lastActive: number;
+  /**
+   * Sandboxes serving invocations right now, with how many each runs. With
+   * config.concurrency > 1 a new invocation joins one that has a free slot;
+   * `open` turns false once one of them ended unsound.
+   */
+  serving: Map<Sandbox, { running: number; open: boolean }>;
   /** Trims idle back to maxIdle once the function is quiet. */
   trimTimer?: NodeJS.Timeout | undefined;
 }
 
 export function activeFunction(deployment: Deployment, template: Template): ActiveFunction {
-  return { deployment, template, pool: [], idle: [], filling: 0, fillFailures: 0, busy: 0, lastActive: 0 };
+  return { deployment, template, pool: [], idle: [], serving: new Map(), filling: 0, fillFailures: 0, busy: 0, lastActive: 0 };
 }
 
 /** Outcomes after which the sandbox is still sound: the handler failed, not the sandbox. */

@@ -116,10 +116,14 @@ export class Orchestrator<D extends SandboxDriver = SandboxDriver> implements In
     this.#drain(fn);
   }
 
-  freeCapacity(): number {
+  /** Places an invocation could take now; for `name`, free slots of its busy sandboxes (config.concurrency) count too. */
+  freeCapacity(name?: string): number {
     let idle = 0;
     for (const fn of this.#functions.values()) idle += fn.pool.length + fn.idle.length;
-    return this.#capacity.free + idle;
+    const fn = name === undefined ? undefined : this.#functions.get(name);
+    let slots = 0;
+    if (fn) for (const entry of fn.serving.values()) if (entry.open) slots += Math.max(0, fn.deployment.config.concurrency - entry.running);
+    return this.#capacity.free + idle + slots;
   }
 
   inFlight(): number {
@@ -170,6 +174,7 @@ export class Orchestrator<D extends SandboxDriver = SandboxDriver> implements In
         const acquired = await this.#acquire(fn!, span);
         if ('failure' in acquired) return { outcome: acquired.failure, timings: acquired.timings };
         const { sandbox, timings } = acquired;
+        if (!fn!.serving.has(sandbox)) fn!.serving.set(sandbox, { running: 1, open: true });
         this.#busy++;
         fn!.busy++;
         fn!.lastActive = performance.now();
@@ -197,7 +202,9 @@ export class Orchestrator<D extends SandboxDriver = SandboxDriver> implements In
         // ctx.waitUntil work keep the sandbox (and its place) until they end.
         const final = isStreaming(outcome) ? outcome.completion : Promise.resolve(outcome);
         const released = final.then(async (end) => {
-          const sound = isSound(sandbox, end);
+          // Another invocation still runs in it (config.concurrency): it stays where it is.
+          const { running, sound } = this.#leave(fn!, sandbox, isSound(sandbox, end));
+          if (running > 0) return;
           if (sound && sandbox.settled) await sandbox.settled();
           await new Promise<void>((done) => setImmediate(() => (this.#release(fn!, sandbox, sound && !sandbox.dead), done())));
         });
@@ -224,6 +231,14 @@ export class Orchestrator<D extends SandboxDriver = SandboxDriver> implements In
     const timings: PhaseTimings = { acquireMs: 0, restoreMs: 0, handlerMs: 0, source: 'restore' };
     const name = fn.deployment.name;
     const started = performance.now();
+    // A sandbox already serving this function with a free slot takes it at once.
+    const joined = this.#join(fn);
+    if (joined) {
+      this.#keepWarmReuses++;
+      timings.source = 'keep-warm';
+      span.setAttribute('sandbox.source', 'concurrent');
+      return { sandbox: joined, timings };
+    }
     const reused = (sandbox: Sandbox) => {
       this.#keepWarmReuses++;
       timings.source = 'keep-warm';
@@ -357,6 +372,33 @@ export class Orchestrator<D extends SandboxDriver = SandboxDriver> implements In
         });
       }, this.#pauseAfterMs).unref(),
     );
+  }
+
+  /** A serving sandbox of `fn` with a free slot (config.concurrency), its slot taken. */
+  #join(fn: ActiveFunction): Sandbox | undefined {
+    const slots = fn.deployment.config.concurrency;
+    if (slots <= 1) return undefined;
+    for (const [sandbox, entry] of fn.serving) {
+      if (entry.open && entry.running < slots && !sandbox.dead) {
+        entry.running++;
+        return sandbox;
+      }
+    }
+    return undefined;
+  }
+
+  /**
+   * An invocation ended in `sandbox`: how many still run in it, and whether
+   * it is still fit to serve. One that ended unsound closes the sandbox to
+   * new invocations; the last to leave releases it.
+   */
+  #leave(fn: ActiveFunction, sandbox: Sandbox, sound: boolean): { running: number; sound: boolean } {
+    const entry = fn.serving.get(sandbox);
+    if (!entry) return { running: 0, sound };
+    entry.running--;
+    entry.open &&= sound;
+    if (entry.running <= 0) fn.serving.delete(sandbox);
+    return { running: Math.max(0, entry.running), sound: entry.open };
   }
 
   /** A sandbox leaves the idle list (reused, trimmed, evicted): its scheduled pause goes too. */

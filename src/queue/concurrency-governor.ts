@@ -139,6 +139,11 @@ export class ConcurrencyGovernor {
     this.rebalance();
   }
 
+  /** Queue jobs inside engine.invoke right now. */
+  get inEngine(): number {
+    return this.#inEngine;
+  }
+
   /** Brackets engine.invoke exactly, so the budget sees what the engine sees. */
   enterEngine(): void {
     this.#inEngine++;

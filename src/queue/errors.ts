@@ -1,3 +1,4 @@
+import { UnrecoverableError } from 'bullmq';
 import { SnapfnError } from '../errors.ts';
 import type { HandlerFailure } from '../schemas/invocation.ts';
 
@@ -16,7 +17,7 @@ export class InvocationFailedError extends SnapfnError {
 }
 
 /** Outcome failures, and the engine's own refusals (see EngineRefusedError). */
-const FAILURE_CODES = new Set<string>(['handler_error', 'timeout', 'sandbox_crashed', 'restore_failed', 'invalid_response', 'over_capacity', 'shutting_down']);
+const FAILURE_CODES = new Set<string>(['handler_error', 'timeout', 'sandbox_crashed', 'restore_failed', 'invalid_response', 'over_capacity', 'shutting_down', 'queue_timeout']);
 
 /** The `{ code, message }` of a BullMQ failedReason (ours or any other thrown error). */
 export function parseFailedReason(reason: string | undefined): { code: string; message: string } | undefined {
@@ -59,4 +60,25 @@ export class QueueUnavailableError extends SnapfnError {
   constructor(message: string, options?: { cause?: unknown }) {
     super('queue_unavailable', 503, message, options);
   }
+}
+
+/**
+ * A sync job whose caller has already been answered: its wait ran out, or
+ * it was told `queue_unavailable` while Redis was away. Running it now would
+ * serve nobody and could run the handler twice (the caller retries), so the
+ * worker fails it without running it, and without retries.
+ */
+export class CallerGoneError extends UnrecoverableError {
+  constructor(invocationId: string, why: 'expired' | 'abandoned') {
+    super(
+      why === 'expired'
+        ? `queue_timeout: ${invocationId} was not started before its caller's wait ran out; not run`
+        : `queue_timeout: ${invocationId}'s caller was answered while Redis was unavailable; not run`,
+    );
+  }
+}
+
+/** The node's own redis-server did not come up. */
+export class RedisStartError extends Error {
+  override readonly name = 'RedisStartError';
 }

@@ -51,13 +51,19 @@ export class FunctionQueues {
    */
   async serve(deployment: Deployment): Promise<void> {
     const { name, config } = deployment;
-    await withDeadline(`serving the queue of ${name}`, this.#timeoutMs, async () => {
-      await this.registry?.publish(deployment);
-      await this.queue.configure(name, { ...(config.maxQueued !== undefined ? { maxQueued: config.maxQueued } : {}), ...(config.maxConcurrency !== undefined ? { maxConcurrency: config.maxConcurrency } : {}) });
-      await this.schedules.apply(name, config.schedule);
-    });
-    this.workers.start(name);
-    this.#served.add(name);
+    try {
+      await withDeadline(`serving the queue of ${name}`, this.#timeoutMs, async () => {
+        await this.registry?.publish(deployment);
+        await this.queue.configure(name, { ...(config.maxQueued !== undefined ? { maxQueued: config.maxQueued } : {}), ...(config.maxConcurrency !== undefined ? { maxConcurrency: config.maxConcurrency } : {}) });
+        await this.schedules.apply(name, config.schedule);
+      });
+    } finally {
+      // Even when Redis is away (a start-up while it is down): the worker
+      // connects by itself once it is back and runs what was queued. The
+      // limits and the schedule Redis already has are the last ones applied.
+      this.workers.start(name);
+      this.#served.add(name);
+    }
   }
 
   /** Each served function's queue, read from Redis (for /metrics, at scrape time). */
@@ -86,5 +92,11 @@ export class FunctionQueues {
     this.#closed = true;
     await this.workers.close(options);
     await this.queue.close();
+  }
+
+  /** Ends every Redis connection now (a forced shutdown); a close() in progress then finishes at once. */
+  cut(): void {
+    this.workers.cut();
+    this.queue.cut();
   }
 }

@@ -4,7 +4,7 @@ import { UnrecoverableError, type Job } from 'bullmq';
 import { NotFoundError, SnapfnError } from '../errors.ts';
 import type { Deployment, InvocationEngine } from '../orchestrator/types.ts';
 import { zodMessage } from '../schemas/zod-message.ts';
-import { EngineRefusedError, InvocationFailedError } from './errors.ts';
+import { CallerGoneError, EngineRefusedError, InvocationFailedError } from './errors.ts';
 import { InvocationJobData, type InvocationJobResult, type InvocationMode } from './job-data.ts';
 
 const tracer = trace.getTracer('snapfn');
@@ -59,6 +59,8 @@ export interface ProcessorDeps {
   onAttemptFailed?: (event: InvocationAttemptFailedEvent) => void | Promise<void>;
   onError: (err: Error) => void;
   workerId?: string;
+  /** Sync jobs whose caller this node already answered (InvocationQueue.isAbandoned): not run. */
+  isAbandoned?: (invocationId: string) => boolean;
 }
 
 export const DEFAULT_WORKER_ID = `${os.hostname()}:${process.pid}`;
@@ -74,6 +76,11 @@ export async function processInvocationJob(job: Job<InvocationJobData, Invocatio
   if (!parsed.success) throw new UnrecoverableError(zodMessage(parsed.error, 'job data'));
   const data = parsed.data;
   const invocationId = job.id!;
+  // Before any hook or span: the gateway has logged what its caller got.
+  if (data.mode === 'sync') {
+    if (deps.isAbandoned?.(invocationId)) throw new CallerGoneError(invocationId, 'abandoned');
+    if (data.expiresAt !== undefined && startedAt > data.expiresAt) throw new CallerGoneError(invocationId, 'expired');
+  }
   const attempt = job.attemptsMade + 1;
   const readyAt = readyTime(job, data);
   const queueWaitMs = Math.max(0, startedAt - readyAt);

@@ -8,7 +8,8 @@ import { parseFailedReason, QueueUnavailableError, QueueWaitTimeoutError } from 
 import { functionOfScheduledRun, idempotentInvocationId, invocationIndexKey, isUsableJobId, schedulerId } from './invocation-ids.ts';
 import { invocationStatus } from './invocation-status.ts';
 import { KEY_PREFIX, queueName, type InvocationJobData, type InvocationJobResult, type InvocationStatus } from './job-data.ts';
-import { connectRedis } from './redis-server.ts';
+import { closeConnections, connectRedis, cutConnections, settleWithin } from './redis-connection.ts';
+import { RedisHealth, type RedisHealthOptions } from './redis-health.ts';
 
 export interface RetentionPolicy {
   /** Finished jobs are the status API and the idempotency memory: keep them an hour. */
@@ -39,14 +40,25 @@ export interface InvocationQueueOptions {
   attempts?: number;
   backoff?: Backoff;
   retention?: Partial<RetentionPolicy>;
-  /** How long an enqueue may wait for Redis before the caller gets a 503. */
+  /** How long an enqueue (or any other bounded Redis step) may wait for Redis before the caller gets a 503. */
   enqueueTimeoutMs?: number;
+  /**
+   * How long Redis may be away before what waits on it (an enqueue, a sync
+   * caller waiting for its result) fails with QueueUnavailableError. Short
+   * enough that such a caller hears within 5 s of Redis going away (after a
+   * PING deadline for a Redis that stopped answering); long enough that a
+   * supervised local Redis restarted at once goes unnoticed.
+   */
+  unavailableGraceMs?: number;
+  health?: RedisHealthOptions;
   /** BullMQ connection errors (they repeat while Redis is down: log, don't throw). */
   onError?: (err: Error) => void;
 }
 
 export interface EnqueueOptions {
   idempotencyKey?: string;
+  /** Sync jobs: how long the caller will wait for the result; a worker never starts the job after that. */
+  waitMs?: number;
   attempts?: number;
   backoff?: Backoff;
 }
@@ -66,11 +78,21 @@ export interface FunctionQueueLimits {
  */
 export class InvocationQueue {
   readonly redis: Redis;
+  /** Whether Redis is there (this connection's view): /healthz, and what fails fast while it is not. */
+  readonly health: RedisHealth;
   readonly retention: RetentionPolicy;
   readonly #queues = new Map<string, Queue<InvocationJobData, InvocationJobResult>>();
   readonly #events = new Map<string, Promise<QueueEvents>>();
   readonly #maxQueued = new Map<string, number>();
-  readonly #options: Required<Pick<InvocationQueueOptions, 'maxQueued' | 'attempts' | 'backoff' | 'enqueueTimeoutMs' | 'onError'>>;
+  readonly #options: Required<Pick<InvocationQueueOptions, 'maxQueued' | 'attempts' | 'backoff' | 'enqueueTimeoutMs' | 'unavailableGraceMs' | 'onError'>>;
+  /**
+   * Sync jobs whose caller was told `queue_unavailable` while Redis was
+   * away: withdrawn when it is back, and never started by this node's
+   * workers meanwhile (isAbandoned). Bounded: the oldest go first.
+   */
+  readonly #abandoned = new Map<string, string>();
+  readonly #offHealth: () => void;
+  #withdrawing = false;
   #closed = false;
 
   constructor(options: InvocationQueueOptions) {
@@ -81,9 +103,14 @@ export class InvocationQueue {
       attempts: options.attempts ?? 3,
       backoff: options.backoff ?? { type: 'exponential', delayMs: 1000 },
       enqueueTimeoutMs: options.enqueueTimeoutMs ?? 5000,
+      unavailableGraceMs: options.unavailableGraceMs ?? 1500,
       onError: options.onError ?? ((err) => console.error(`snapfn queue: ${err.message}`)),
     };
     this.redis.on('error', (err: Error) => this.#options.onError(err));
+    this.health = new RedisHealth(this.redis, options.health);
+    this.#offHealth = this.health.onChange((available) => {
+      if (available) void this.#withdrawAbandoned();
+    });
   }
 
   /** The BullMQ queue of a function (shared with Schedules and tests). */
@@ -106,8 +133,10 @@ export class InvocationQueue {
     if (limits.maxQueued === undefined) this.#maxQueued.delete(functionName);
     else this.#maxQueued.set(functionName, limits.maxQueued);
     const queue = this.bullQueue(functionName);
-    if (limits.maxConcurrency === undefined) await queue.removeGlobalConcurrency();
-    else await queue.setGlobalConcurrency(limits.maxConcurrency);
+    await this.#redisCall(`configuring the queue of ${functionName}`, async () => {
+      if (limits.maxConcurrency === undefined) await queue.removeGlobalConcurrency();
+      else await queue.setGlobalConcurrency(limits.maxConcurrency);
+    });
   }
 
   /**
@@ -121,15 +150,21 @@ export class InvocationQueue {
     if (!isUsableJobId(id)) throw new InvalidInputError(`unusable invocation id "${id}" (no ':', not all digits, at most 200 chars)`);
     const carrier: Record<string, string> = {};
     propagation.inject(context.active(), carrier);
+    const enqueuedAt = data.enqueuedAt ?? Date.now();
     const job: InvocationJobData = {
       ...data,
       invocationId: id,
-      enqueuedAt: data.enqueuedAt ?? Date.now(),
+      enqueuedAt,
+      ...(data.mode === 'sync' && options.waitMs !== undefined ? { expiresAt: enqueuedAt + options.waitMs } : {}),
       ...(Object.keys(carrier).length > 0 ? { trace: carrier } : {}),
     };
-    return this.#withTimeout(`enqueue ${functionName}`, async () => {
+    return this.#redisCall(`enqueue ${functionName}`, async () => {
       const queue = this.bullQueue(functionName);
-      if (options.idempotencyKey !== undefined && (await this.redis.exists(queue.toKey(id))) === 1) return id;
+      if (options.idempotencyKey !== undefined && (await this.redis.exists(queue.toKey(id))) === 1) {
+        // A sync job whose caller went away before it started never ran: its key is free again.
+        if (!(await this.#neverRan(queue, id))) return id;
+        await queue.remove(id);
+      }
       await this.#checkBacklog(functionName, queue);
       // The index first: whenever the job exists, status(id) can find it.
       await this.redis.set(invocationIndexKey(id), functionName, 'EX', this.#indexTtlSeconds());
@@ -141,34 +176,58 @@ export class InvocationQueue {
 
   /** Which function an invocation belongs to, or undefined if Redis has never heard of it (or forgot). */
   async functionOf(invocationId: string): Promise<string | undefined> {
-    return functionOfScheduledRun(invocationId) ?? (await this.redis.get(invocationIndexKey(invocationId))) ?? undefined;
+    const scheduled = functionOfScheduledRun(invocationId);
+    if (scheduled) return scheduled;
+    return (await this.#redisCall(`looking up invocation ${invocationId}`, () => this.redis.get(invocationIndexKey(invocationId)))) ?? undefined;
   }
 
   async status(invocationId: string, functionName?: string): Promise<InvocationStatus> {
     const fn = functionName ?? (await this.functionOf(invocationId));
     if (!fn) throw new NotFoundError(`no invocation ${invocationId} (unknown, or past its retention)`);
     const queue = this.bullQueue(fn);
-    const state = await queue.getJobState(invocationId);
-    const job = await queue.getJob(invocationId);
+    const [state, job] = await this.#redisCall(`reading invocation ${invocationId}`, async () => [await queue.getJobState(invocationId), await queue.getJob(invocationId)] as const);
     if (!job || state === 'unknown') throw new NotFoundError(`no invocation ${invocationId} of ${fn} (unknown, or past its retention)`);
     return invocationStatus(fn, job, state);
+  }
+
+  /** A sync job whose caller this gateway answered `queue_unavailable`: not to be started (see #abandoned). */
+  isAbandoned(invocationId: string): boolean {
+    return this.#abandoned.has(invocationId);
   }
 
   /**
    * For a sync invocation that had to queue: resolves with its result, or
    * throws QueueWaitTimeoutError after `maxWaitMs`. A job that has not
    * started by then is withdrawn, so a caller who gave up never runs it.
+   * If Redis goes away meanwhile (for longer than the grace), throws
+   * QueueUnavailableError at once rather than waiting out `maxWaitMs` on a
+   * connection that cannot deliver anything; the job is then abandoned.
    */
   async waitForResult(invocationId: string, maxWaitMs: number, functionName?: string): Promise<InvocationJobResult> {
     const fn = functionName ?? (await this.functionOf(invocationId));
     if (!fn) throw new NotFoundError(`no invocation ${invocationId}`);
+    const started = Date.now();
+    const watch = this.health.watch(`waiting for invocation ${invocationId}`, this.#options.unavailableGraceMs);
+    const waiting = this.#waitForResult(fn, invocationId, maxWaitMs, started);
+    // The loser of the race must not become an unhandled rejection.
+    waiting.catch(() => {});
+    try {
+      return await Promise.race([waiting, watch.lost]);
+    } catch (err) {
+      if (err instanceof QueueUnavailableError) this.#abandon(invocationId, fn);
+      throw err;
+    } finally {
+      watch.cancel();
+    }
+  }
+
+  async #waitForResult(fn: string, invocationId: string, maxWaitMs: number, started: number): Promise<InvocationJobResult> {
     const queue = this.bullQueue(fn);
     const events = await this.#queueEvents(fn);
     const job = await queue.getJob(invocationId);
     if (!job) throw new NotFoundError(`no invocation ${invocationId} of ${fn}`);
-    const started = Date.now();
     try {
-      return await job.waitUntilFinished(events, Math.max(1, maxWaitMs));
+      return await job.waitUntilFinished(events, Math.max(1, maxWaitMs - (Date.now() - started)));
     } catch (err) {
       if (this.#closed) throw new SnapfnError('shutting_down', 503, 'the queue closed while waiting for the invocation');
       // Failed, timed out, or finished right at the deadline: Redis knows which.
@@ -180,6 +239,8 @@ export class InvocationQueue {
         const parsed = parseFailedReason(reason);
         if (parsed?.code === 'over_capacity') throw new CapacityError(`the queued invocation found no free sandbox: ${parsed.message}`, 5);
         if (parsed?.code === 'shutting_down') throw new SnapfnError('shutting_down', 503, parsed.message);
+        // A worker took it just after the deadline and did not run it (CallerGoneError).
+        if (parsed?.code === 'queue_timeout') throw new QueueWaitTimeoutError(invocationId, Date.now() - started, 'withdrawn');
         throw new SnapfnError('queue_error', 502, `the invocation failed in the queue: ${reason}`);
       }
       if (state === 'waiting' || state === 'delayed' || state === 'prioritized') {
@@ -201,21 +262,39 @@ export class InvocationQueue {
   /** The function is gone: stop its schedule, drop what has not started. Finished jobs stay for status(). */
   async removeFunction(functionName: string): Promise<void> {
     const queue = this.bullQueue(functionName);
-    await queue.removeJobScheduler(schedulerId(functionName));
-    await queue.drain(true);
-    await queue.removeGlobalConcurrency();
+    await this.#redisCall(`removing the queue of ${functionName}`, async () => {
+      await queue.removeJobScheduler(schedulerId(functionName));
+      await queue.drain(true);
+      await queue.removeGlobalConcurrency();
+    });
     this.#maxQueued.delete(functionName);
   }
 
+  /**
+   * Closes the event listeners, the queues and the connection. Bounded:
+   * with Redis gone, BullMQ's closes wait on it forever, so after 2 s the
+   * connections are cut (pending commands fail) instead.
+   */
   async close(): Promise<void> {
     if (this.#closed) return;
     this.#closed = true;
-    const events = await Promise.allSettled([...this.#events.values()]);
-    await Promise.allSettled(events.map((e) => (e.status === 'fulfilled' ? e.value.close() : undefined)));
-    await Promise.allSettled([...this.#queues.values()].map((q) => q.close()));
+    const reachable = this.health.available;
+    this.#offHealth();
+    this.health.close();
+    const closing = (async () => {
+      const events = await Promise.allSettled([...this.#events.values()]);
+      await Promise.allSettled(events.map((e) => (e.status === 'fulfilled' ? e.value.close() : undefined)));
+      await Promise.allSettled([...this.#queues.values()].map((q) => q.close()));
+    })();
+    await settleWithin(closing, reachable ? 2000 : 100, () => cutConnections(this.redis));
     this.#queues.clear();
     this.#events.clear();
-    await this.redis.quit().catch(() => this.redis.disconnect());
+    await closeConnections(this.redis);
+  }
+
+  /** Ends every connection now (a forced shutdown): whatever waits on Redis fails. close() still ends the rest. */
+  cut(): void {
+    cutConnections(this.redis);
   }
 
   #jobOptions(mode: 'sync' | 'async', options: EnqueueOptions): JobsOptions {
@@ -258,15 +337,58 @@ export class InvocationQueue {
     return events;
   }
 
-  async #withTimeout<T>(what: string, fn: () => Promise<T>): Promise<T> {
+  /**
+   * One bounded step against Redis: refused at once (after the grace) while
+   * Redis is known to be away, and given up when it goes away meanwhile or
+   * does not answer within `enqueueTimeoutMs`. The step itself is not
+   * cancelled: it may still land once Redis is back (see docs/queue.md).
+   */
+  async #redisCall<T>(what: string, fn: () => Promise<T>): Promise<T> {
+    const { enqueueTimeoutMs, unavailableGraceMs } = this.#options;
+    const deadline = Date.now() + enqueueTimeoutMs;
+    if (!(await this.health.whenAvailable(Math.min(unavailableGraceMs, enqueueTimeoutMs)))) throw this.health.unavailableError(what);
+    const watch = this.health.watch(what, unavailableGraceMs);
     let timer: NodeJS.Timeout | undefined;
     const timeout = new Promise<never>((_, reject) => {
-      timer = setTimeout(() => reject(new QueueUnavailableError(`${what}: Redis did not answer within ${this.#options.enqueueTimeoutMs} ms`)), this.#options.enqueueTimeoutMs);
+      timer = setTimeout(() => reject(new QueueUnavailableError(`${what}: Redis did not answer within ${enqueueTimeoutMs} ms`)), Math.max(0, deadline - Date.now()));
     });
+    const running = fn();
+    running.catch(() => {});
     try {
-      return await Promise.race([fn(), timeout]);
+      return await Promise.race([running, timeout, watch.lost]);
     } finally {
       clearTimeout(timer);
+      watch.cancel();
+    }
+  }
+
+  async #neverRan(queue: Queue<InvocationJobData, InvocationJobResult>, id: string): Promise<boolean> {
+    if ((await queue.getJobState(id)) !== 'failed') return false;
+    return parseFailedReason((await queue.getJob(id))?.failedReason)?.code === 'queue_timeout';
+  }
+
+  #abandon(invocationId: string, functionName: string): void {
+    if (this.#abandoned.size >= 10_000) this.#abandoned.delete(this.#abandoned.keys().next().value!);
+    this.#abandoned.set(invocationId, functionName);
+  }
+
+  /** Redis is back: remove the abandoned jobs that have not started; a running one is left to finish. */
+  async #withdrawAbandoned(): Promise<void> {
+    if (this.#withdrawing || this.#closed) return;
+    this.#withdrawing = true;
+    try {
+      for (const [id, functionName] of [...this.#abandoned]) {
+        if (this.#closed || !this.health.available) break;
+        const done = await this.#redisCall(`withdrawing invocation ${id}`, async () => {
+          const queue = this.bullQueue(functionName);
+          const state = await queue.getJobState(id);
+          if (state === 'waiting' || state === 'delayed' || state === 'prioritized') await queue.remove(id);
+          return true;
+        }).catch(() => false);
+        if (done) this.#abandoned.delete(id);
+      }
+    } finally {
+      this.#withdrawing = false;
     }
   }
 }

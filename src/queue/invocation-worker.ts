@@ -4,7 +4,7 @@ import type { InvocationEngine } from '../orchestrator/types.ts';
 import { ConcurrencyGovernor } from './concurrency-governor.ts';
 import { DEFAULT_WORKER_ID, processInvocationJob, type InvocationAttemptFailedEvent, type InvocationResultEvent, type ResolveDeployment } from './invocation-processor.ts';
 import { KEY_PREFIX, queueName, type InvocationJobData, type InvocationJobResult } from './job-data.ts';
-import { connectRedis } from './redis-server.ts';
+import { closeConnections, connectRedis, cutConnections } from './redis-connection.ts';
 
 export type { InvocationAttemptFailedEvent, InvocationResultEvent, ResolveDeployment } from './invocation-processor.ts';
 
@@ -28,6 +28,14 @@ export interface InvocationWorkersOptions {
   /** Worker deaths a job survives before it is dead-lettered. */
   maxStalledCount?: number;
   workerId?: string;
+  /** Sync jobs this node's gateway already answered (InvocationQueue.isAbandoned): failed without running. */
+  isAbandoned?: (invocationId: string) => boolean;
+  /**
+   * close(): once no job has been inside the engine for this long, what the
+   * close still waits for is Redis (results, locks, BullMQ's own closes):
+   * with Redis gone that never comes, so the connections are cut.
+   */
+  closeRedisGraceMs?: number;
   onError?: (err: Error) => void;
 }
 
@@ -87,6 +95,7 @@ export class InvocationWorkers {
               ...(this.#options.onAttemptFailed ? { onAttemptFailed: this.#options.onAttemptFailed } : {}),
               onError: this.#options.onError,
               workerId: this.workerId,
+              ...(this.#options.isAbandoned ? { isAbandoned: this.#options.isAbandoned } : {}),
             });
           } finally {
             fw.processed++;
@@ -137,14 +146,43 @@ export class InvocationWorkers {
    * Stops fetching, waits for running jobs (a job cut off here would be
    * retried elsewhere after its lock expires), closes the connection.
    * `force` does not wait: for a node that must go now.
+   *
+   * Running jobs end within their function's timeout in the engine, Redis
+   * or not. What comes after (the result, the lock, BullMQ's connection
+   * closes) waits for Redis; if nothing has been in the engine for
+   * `closeRedisGraceMs` (3 s) and the close is still not done, Redis is not
+   * coming: the connections are cut and the close ends. A job whose result
+   * did not reach Redis is run again after its lock expires (at least once).
    */
   async close(options: { force?: boolean } = {}): Promise<void> {
     if (this.#closed) return;
     this.#closed = true;
     this.#governor.close();
-    await Promise.allSettled([...this.#workers.values()].map((fw) => fw.worker.close(options.force)));
+    let done = false;
+    const closing = Promise.allSettled([...this.#workers.values()].map((fw) => fw.worker.close(options.force))).finally(() => (done = true));
+    const graceMs = this.#options.closeRedisGraceMs ?? 3000;
+    let idleSince = Date.now();
+    let reachableAt = Date.now();
+    while (!done) {
+      await Promise.race([closing, new Promise((r) => setTimeout(r, 100))]);
+      const now = Date.now();
+      if (this.#redis.status === 'ready') reachableAt = now;
+      if (this.#governor.inEngine > 0) idleSince = now;
+      // Known to be gone for a second: no point in waiting out the rest of the grace.
+      else if (!done && (now - idleSince > graceMs || now - reachableAt > 1000)) {
+        this.#options.onError(new Error(`closing the workers: Redis did not take the last results within ${graceMs} ms; cutting its connections`));
+        this.cut();
+        await Promise.race([closing, new Promise((r) => setTimeout(r, 1000))]);
+        break;
+      }
+    }
     this.#workers.clear();
-    await this.#redis.quit().catch(() => this.#redis.disconnect());
+    await closeConnections(this.#redis);
+  }
+
+  /** Ends every connection now, BullMQ's blocking ones included (a forced shutdown): whatever waits on Redis fails. */
+  cut(): void {
+    cutConnections(this.#redis);
   }
 
   /** The engine as the processor sees it: every call counted in and out for the governor. */

@@ -40,6 +40,12 @@ export const InvocationJobData = z.object({
   mode: InvocationMode,
   /** ms since the epoch; absent in schedule runs (the tick time is the job's own timestamp + delay). */
   enqueuedAt: z.number().optional(),
+  /**
+   * Sync jobs: ms since the epoch when their caller stops waiting. A worker
+   * that takes the job later does not run it (nobody would get the result);
+   * absent in jobs of older gateways.
+   */
+  expiresAt: z.number().optional(),
   /** W3C trace context of the enqueuing request, so the worker's spans join its trace. */
   trace: z.record(z.string(), z.string()).optional(),
 });

@@ -1,15 +1,30 @@
-import { spawn, type ChildProcess } from 'node:child_process';
+import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
 import fs from 'node:fs/promises';
 import net from 'node:net';
 import path from 'node:path';
-import { Redis } from 'ioredis';
+import { RedisStartError } from './errors.ts';
 import { freePort } from './free-port.ts';
+
+export { connectRedis } from './redis-connection.ts';
+export { RedisStartError } from './errors.ts';
 
 /*
  * A private Redis for a single-node install (and for the tests): the Debian
  * `redis-server` binary, loopback only, with an append-only file so queued
  * invocations and schedules survive a crash of Redis itself. A multi-node
  * install sets REDIS_URL instead and never calls this.
+ *
+ * It dies with the process that started it. It runs in its own process
+ * group (a Ctrl-C must not stop it before the node has closed its queues),
+ * so nothing else would stop it if the node were SIGKILLed or crashed: it
+ * is started under `setpriv --pdeathsig KILL` (util-linux), so the kernel
+ * kills it the moment its parent dies, however it dies. No polling, no pid
+ * that could be recycled. SIGKILL loses nothing Redis acknowledged: each
+ * write reaches the AOF (the kernel) before the reply. Where setpriv cannot
+ * do that, a small watchdog shell polls the parent once a second instead.
+ * The one gap (the parent dying between fork and prctl, microseconds) is
+ * closed by the next start on the same directory, which stops a server
+ * left there (stopStaleServer).
  */
 
 export interface LocalRedisOptions {
@@ -28,12 +43,8 @@ export interface LocalRedis {
   readonly dir: string;
   /** Resolves with the exit code (or signal) when the server process ends, however it ends. */
   readonly exited: Promise<number | NodeJS.Signals | null>;
-  /** Graceful stop: SIGTERM makes Redis flush and fsync the AOF; SIGKILL if it takes too long. */
-  close(): Promise<void>;
-}
-
-export class RedisStartError extends Error {
-  override readonly name = 'RedisStartError';
+  /** Graceful stop: SIGTERM makes Redis flush and fsync the AOF; SIGKILL if it takes longer than `graceMs` (10 s). */
+  close(options?: { graceMs?: number }): Promise<void>;
 }
 
 export async function startLocalRedis(options: LocalRedisOptions): Promise<LocalRedis> {
@@ -54,9 +65,116 @@ export async function startLocalRedis(options: LocalRedisOptions): Promise<Local
   throw lastError ?? new RedisStartError('redis-server did not start');
 }
 
-/** A connection BullMQ can use: commands wait across reconnects instead of failing after 20 retries. */
-export function connectRedis(url: string, options: { name?: string } = {}): Redis {
-  return new Redis(url, { maxRetriesPerRequest: null, ...(options.name ? { connectionName: options.name } : {}) });
+export interface SupervisedRedisOptions extends LocalRedisOptions {
+  log?: (message: string) => void;
+  /** First restart delay; doubles per failed start up to `maxBackoffMs`. */
+  minBackoffMs?: number;
+  maxBackoffMs?: number;
+}
+
+/**
+ * The node's own Redis, started again whenever it exits without being asked
+ * to: same directory (its AOF replays), same port (every client reconnects
+ * to the URL it has). Restarts back off from 100 ms to 5 s while starts fail
+ * (e.g. the port was taken meanwhile); a server that ran for 30 s resets it.
+ */
+export class SupervisedRedis {
+  readonly url: string;
+  readonly port: number;
+  readonly dir: string;
+  readonly #options: SupervisedRedisOptions & { log: (message: string) => void };
+  #current: LocalRedis | undefined;
+  #startedAt = Date.now();
+  #backoffMs: number;
+  #timer: NodeJS.Timeout | undefined;
+  #starting: Promise<void> | undefined;
+  #restarts = 0;
+  #closing: Promise<void> | undefined;
+
+  private constructor(first: LocalRedis, options: SupervisedRedisOptions) {
+    this.url = first.url;
+    this.port = first.port;
+    this.dir = first.dir;
+    this.#options = { ...options, log: options.log ?? ((m) => console.error(m)) };
+    this.#backoffMs = options.minBackoffMs ?? 100;
+    this.#adopt(first);
+  }
+
+  static async start(options: SupervisedRedisOptions): Promise<SupervisedRedis> {
+    return new SupervisedRedis(await startLocalRedis(options), options);
+  }
+
+  /** The running server's pid; undefined while it is being restarted. */
+  get pid(): number | undefined {
+    return this.#current?.pid;
+  }
+
+  get restarts(): number {
+    return this.#restarts;
+  }
+
+  /** Stops supervising, then stops the server (see LocalRedis.close). */
+  close(options: { graceMs?: number } = {}): Promise<void> {
+    this.#closing ??= (async () => {
+      clearTimeout(this.#timer);
+      await this.#starting;
+      await this.#current?.close(options);
+    })();
+    return this.#closing;
+  }
+
+  #adopt(redis: LocalRedis): void {
+    this.#current = redis;
+    this.#startedAt = Date.now();
+    void redis.exited.then((how) => {
+      if (this.#closing || this.#current !== redis) return;
+      this.#current = undefined;
+      if (Date.now() - this.#startedAt > 30_000) this.#backoffMs = this.#options.minBackoffMs ?? 100;
+      this.#options.log(`snapfn: its Redis (pid ${redis.pid}) exited (${how}); restarting it on port ${this.port} in ${this.#backoffMs} ms`);
+      this.#schedule();
+    });
+  }
+
+  #schedule(): void {
+    const delay = this.#backoffMs;
+    this.#backoffMs = Math.min(this.#backoffMs * 2, this.#options.maxBackoffMs ?? 5000);
+    this.#timer = setTimeout(() => {
+      this.#starting = (async () => {
+        try {
+          const redis = await startLocalRedis({ dir: this.dir, port: this.port, ...(this.#options.startTimeoutMs ? { startTimeoutMs: this.#options.startTimeoutMs } : {}) });
+          if (this.#closing) {
+            await redis.close();
+            return;
+          }
+          this.#restarts++;
+          this.#options.log(`snapfn: its Redis is back (pid ${redis.pid}, port ${this.port})`);
+          this.#adopt(redis);
+        } catch (err) {
+          if (this.#closing) return;
+          this.#options.log(`snapfn: could not restart its Redis: ${(err as Error).message}; trying again in ${this.#backoffMs} ms`);
+          this.#schedule();
+        } finally {
+          this.#starting = undefined;
+        }
+      })();
+    }, delay);
+  }
+}
+
+/** The command line that ties a child to this process's life (see the comment at the top), or undefined: use the watchdog. */
+let tether: string[] | undefined | null = null;
+function parentDeathTether(): string[] | undefined {
+  if (tether === null) {
+    const probe = spawnSync('setpriv', ['--pdeathsig', 'KILL', '--', 'true'], { stdio: 'ignore' });
+    tether = probe.status === 0 ? ['setpriv', '--pdeathsig', 'KILL', '--'] : undefined;
+  }
+  return tether;
+}
+
+/** Kills `pid` within a second of this process's death; ends by itself when `pid` does. */
+function startWatchdog(pid: number): void {
+  const script = 'while kill -0 "$1" 2>/dev/null && kill -0 "$2" 2>/dev/null; do sleep 1; done; kill -0 "$1" 2>/dev/null || kill -KILL "$2" 2>/dev/null';
+  spawn('sh', ['-c', script, 'snapfn-redis-watchdog', String(process.pid), String(pid)], { detached: true, stdio: 'ignore' }).unref();
 }
 
 async function launch(dir: string, port: number, startTimeoutMs: number): Promise<LocalRedis> {
@@ -80,7 +198,10 @@ async function launch(dir: string, port: number, startTimeoutMs: number): Promis
   ];
   // Its own process group: a Ctrl-C meant for the node must not stop Redis
   // before the node has closed its queues (Redis is closed last).
-  const child = spawn('redis-server', args, { stdio: ['ignore', 'ignore', 'pipe'], detached: true });
+  const wrapper = parentDeathTether();
+  const command = wrapper ? [...wrapper, 'redis-server', ...args] : ['redis-server', ...args];
+  const child = spawn(command[0]!, command.slice(1), { stdio: ['ignore', 'ignore', 'pipe'], detached: true });
+  if (!wrapper && child.pid !== undefined) startWatchdog(child.pid);
   let stderr = '';
   child.stderr?.on('data', (chunk: Buffer) => {
     stderr = (stderr + chunk.toString('utf8')).slice(-2000);
@@ -109,7 +230,7 @@ async function launch(dir: string, port: number, startTimeoutMs: number): Promis
     pid: child.pid!,
     dir,
     exited,
-    close: () => stop(child, exited, 10_000),
+    close: ({ graceMs = 10_000 } = {}) => stop(child, exited, graceMs),
   };
 }
 

@@ -2,7 +2,7 @@ import type { Redis } from 'ioredis';
 import type { InvocationEngine } from '../orchestrator/types.ts';
 import { DeploymentRegistry } from './deployment-registry.ts';
 import { InvocationWorkers } from './invocation-worker.ts';
-import { connectRedis } from './redis-server.ts';
+import { closeConnections, connectRedis, cutConnections, settleWithin } from './redis-connection.ts';
 import { ResultStream } from './result-stream.ts';
 
 export interface WorkerNodeOptions {
@@ -91,8 +91,15 @@ export class WorkerNode {
     if (this.#closed) return;
     this.#closed = true;
     clearTimeout(this.#timer);
-    await this.#refreshing?.catch(() => {});
+    // A registry read waits for Redis as long as it is away.
+    if (this.#refreshing) await settleWithin(this.#refreshing, 2000, () => cutConnections(this.#redis));
     await this.workers.close(options);
-    await this.#redis.quit().catch(() => this.#redis.disconnect());
+    await closeConnections(this.#redis);
+  }
+
+  /** Ends every Redis connection now (a forced shutdown): a close() in progress then finishes at once. */
+  cut(): void {
+    cutConnections(this.#redis);
+    this.workers.cut();
   }
 }

@@ -40,6 +40,15 @@ interface Started {
   stateDir: string;
 }
 
+interface StartOptions {
+  bundleDir: string;
+  imageDir?: string;
+  templateId: string;
+  memoryMb: number;
+  network: TemplateSource['network'];
+  rootfs: RootfsFlavor;
+}
+
 export class GvisorDriver implements SandboxDriver {
   readonly name = 'gvisor';
   /** runsc's default platform on this host (ptrace on 0.0~20221219, systrap on 0.0~20240729): detected, never assumed. */
@@ -54,6 +63,8 @@ export class GvisorDriver implements SandboxDriver {
   readonly #templates: TemplateStore;
   readonly #slots: NetworkSlotPool;
   readonly #live = new Set<GvisorSandbox>();
+  /** Boots and restores under way: their sandboxes join #live only once envd is up. */
+  readonly #starting = new Set<Promise<Started>>();
   readonly #envdTimeoutMs: number;
   readonly #cgroups: boolean;
 
@@ -154,16 +165,27 @@ export class GvisorDriver implements SandboxDriver {
   }
 
   async close(): Promise<void> {
+    // A sandbox still starting would come up after the destroys below and
+    // outlive the process (a second Ctrl-C during a restore left its
+    // runsc-sandbox behind): let the starts finish first, then destroy all.
+    await Promise.allSettled([...this.#starting]);
     await Promise.all([...this.#live].map((s) => s.destroy()));
     await this.#runsc.close();
     await this.#slots.close();
   }
 
   /** Boot (`run`) or restore a container and wait for its envd to say hello. */
-  async #start(
-    kind: 'run' | 'restore',
-    options: { bundleDir: string; imageDir?: string; templateId: string; memoryMb: number; network: TemplateSource['network']; rootfs: RootfsFlavor },
-  ): Promise<Started> {
+  async #start(kind: 'run' | 'restore', options: StartOptions): Promise<Started> {
+    const starting = this.#startOne(kind, options);
+    this.#starting.add(starting);
+    try {
+      return await starting;
+    } finally {
+      this.#starting.delete(starting);
+    }
+  }
+
+  async #startOne(kind: 'run' | 'restore', options: StartOptions): Promise<Started> {
     const id = `sfn-${crypto.randomBytes(6).toString('hex')}`;
     const stateDir = path.join(this.#home, 'gvisor', 'sandboxes', id);
     const socketDir = path.join(stateDir, 'sock');
