@@ -55,6 +55,7 @@ describe('console e2e: a real browser on a real gateway', { skip, timeout: 10 * 
   let page: Page;
   const bodies: Array<Promise<{ url: string; text: string }>> = [];
   const requestedUrls: string[] = [];
+  let evalPoolSize: string | undefined;
 
   const fn = (argv: string[]) => execa('node', [FN_BIN, ...argv], { env: { ...process.env, FN_URL: url, FN_API_KEY: KEY }, reject: false, timeout: 5 * 60_000 });
   const writeFunction = async (name: string, source: string) => {
@@ -70,6 +71,7 @@ describe('console e2e: a real browser on a real gateway', { skip, timeout: 10 * 
     work = await fs.mkdtemp(path.join(os.tmpdir(), 'snapfn-console-work-'));
     await fs.mkdir(SHOTS, { recursive: true });
     // Evaluations restore on demand: three pooled eval sandboxes would crowd out the functions on two cores.
+    evalPoolSize = process.env.SNAPFN_EVAL_POOL_SIZE;
     process.env.SNAPFN_EVAL_POOL_SIZE = '0';
     const { startSnapfn } = await import('../src/snapfn.ts');
     const config = loadConfig({ ...process.env, SNAPFN_HOME: home, PORT: '0', SNAPFN_API_KEY: KEY, SNAPFN_POOL_SIZE: '0', SNAPFN_MAX_SANDBOXES: '6', SNAPFN_EXAMPLES: '0' });
@@ -93,6 +95,8 @@ describe('console e2e: a real browser on a real gateway', { skip, timeout: 10 * 
   });
 
   after(async () => {
+    if (evalPoolSize === undefined) delete process.env.SNAPFN_EVAL_POOL_SIZE;
+    else process.env.SNAPFN_EVAL_POOL_SIZE = evalPoolSize;
     await context?.close();
     await snapfn?.close();
     await fs.rm(work, { recursive: true, force: true });

@@ -56,6 +56,7 @@ export function Layout({ title, section, signOut, children }: LayoutProps) {
 
 /** A timestamp in UTC that console.js turns into the viewer's local time. */
 export function Time({ iso }: { iso: string }) {
+  if (Number.isNaN(new Date(iso).getTime())) return <span>{iso}</span>;
   return (
     <time datetime={new Date(iso).toISOString()} title={iso}>
       {utc(iso)}
