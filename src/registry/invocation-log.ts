@@ -27,6 +27,12 @@ export class InvocationLog {
   readonly #maxBytes: number;
   readonly #writes = new KeyedMutex();
   readonly #followers = new Map<string, Set<Follower>>();
+  /**
+   * The current file of each function, kept open with its size: an append
+   * is one write, not a stat, an open, a write and a close (it is on every
+   * invocation's path).
+   */
+  readonly #files = new Map<string, { handle: fs.FileHandle; size: number }>();
 
   constructor(dirOf: (name: string) => string, options: InvocationLogOptions = {}) {
     this.#dirOf = dirOf;
@@ -39,9 +45,15 @@ export class InvocationLog {
     const dir = this.#dirOf(name);
     await this.#writes.run(name, async () => {
       try {
-        const size = await fs.stat(path.join(dir, CURRENT)).then((s) => s.size, () => 0);
-        if (size > 0 && size + line.length > this.#maxBytes) await fs.rename(path.join(dir, CURRENT), path.join(dir, PREVIOUS));
-        await fs.appendFile(path.join(dir, CURRENT), line, { flag: 'a' });
+        let file = await this.#open(name, dir);
+        const bytes = Buffer.byteLength(line);
+        if (file.size > 0 && file.size + bytes > this.#maxBytes) {
+          await this.#closeFile(name);
+          await fs.rename(path.join(dir, CURRENT), path.join(dir, PREVIOUS));
+          file = await this.#open(name, dir);
+        }
+        await file.handle.write(line);
+        file.size += bytes;
       } catch (err) {
         if ((err as NodeJS.ErrnoException).code !== 'ENOENT') throw err;
       }
@@ -115,12 +127,31 @@ export class InvocationLog {
     return this.#followers.get(name)?.size ?? 0;
   }
 
+  /** The function is going away: its followers end and its open file is closed (a later append finds no directory and is dropped). */
   closeFollowers(name: string): void {
     for (const follower of this.#followers.get(name) ?? []) follower.end();
+    void this.#writes.run(name, () => this.#closeFile(name));
   }
 
   close(): void {
     for (const set of this.#followers.values()) for (const follower of set) follower.end();
+    for (const name of [...this.#files.keys()]) void this.#closeFile(name);
+  }
+
+  async #open(name: string, dir: string): Promise<{ handle: fs.FileHandle; size: number }> {
+    const open = this.#files.get(name);
+    if (open) return open;
+    // 'a' creates the file in an existing directory; a deleted function's directory is gone: ENOENT.
+    const handle = await fs.open(path.join(dir, CURRENT), 'a');
+    const file = { handle, size: (await handle.stat()).size };
+    this.#files.set(name, file);
+    return file;
+  }
+
+  async #closeFile(name: string): Promise<void> {
+    const file = this.#files.get(name);
+    this.#files.delete(name);
+    await file?.handle.close().catch(() => {});
   }
 
   /** One JSON line, shrunk when a chatty handler would otherwise blow the size bound in a single entry. */
