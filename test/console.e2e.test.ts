@@ -56,6 +56,7 @@ describe('console e2e: a real browser on a real gateway', { skip, timeout: 10 * 
   const bodies: Array<Promise<{ url: string; text: string }>> = [];
   const requestedUrls: string[] = [];
   let evalPoolSize: string | undefined;
+  let profile: string;
 
   const fn = (argv: string[]) => execa('node', [FN_BIN, ...argv], { env: { ...process.env, FN_URL: url, FN_API_KEY: KEY }, reject: false, timeout: 5 * 60_000 });
   const writeFunction = async (name: string, source: string) => {
@@ -75,9 +76,10 @@ describe('console e2e: a real browser on a real gateway', { skip, timeout: 10 * 
     process.env.SNAPFN_EVAL_POOL_SIZE = '0';
     const { startSnapfn } = await import('../src/snapfn.ts');
     const config = loadConfig({ ...process.env, SNAPFN_HOME: home, PORT: '0', SNAPFN_API_KEY: KEY, SNAPFN_POOL_SIZE: '0', SNAPFN_MAX_SANDBOXES: '6', SNAPFN_EXAMPLES: '0' });
+    profile = await fs.mkdtemp(path.join(os.tmpdir(), 'snapfn-console-chromium-'));
     const [started, browser] = await Promise.all([
       startSnapfn({ config, hostname: '127.0.0.1', eval: true, examplesDir: false, log: () => {} }),
-      chromium.launchPersistentContext(await fs.mkdtemp(path.join(os.tmpdir(), 'snapfn-console-chromium-')), {
+      chromium.launchPersistentContext(profile, {
         executablePath: CHROMIUM,
         headless: true,
         args: CHROMIUM_ARGS,
@@ -101,6 +103,7 @@ describe('console e2e: a real browser on a real gateway', { skip, timeout: 10 * 
     await snapfn?.close();
     await fs.rm(work, { recursive: true, force: true });
     await fs.rm(home, { recursive: true, force: true });
+    if (profile) await fs.rm(profile, { recursive: true, force: true });
   });
 
   it('deploys two functions with the fn CLI and invokes them, one failure and one async run included', async () => {
