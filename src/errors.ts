@@ -20,6 +20,16 @@ export class SnapfnError extends Error {
   }
 }
 
+/**
+ * A client's value as an error message echoes it back: at most `max`
+ * characters, then an ellipsis (a 10 KB function name in a URL is not
+ * returned whole, nor written whole to the log).
+ */
+export function echo(value: string, max = 64): string {
+  const chars = Array.from(value);
+  return chars.length <= max ? value : `${chars.slice(0, max).join('')}…`;
+}
+
 export class InvalidInputError extends SnapfnError {
   constructor(message: string, details?: unknown) {
     super('invalid_input', 400, message, { details });
