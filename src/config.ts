@@ -24,7 +24,7 @@ const Env = z.object({
   SNAPFN_HOME: optionalString,
   SNAPFN_API_KEY: optionalString.pipe(z.string().min(8, 'SNAPFN_API_KEY must be at least 8 characters').optional()),
   SNAPFN_MAX_SANDBOXES: intSetting(8, 1),
-  SNAPFN_POOL_SIZE: intSetting(1, 0),
+  SNAPFN_POOL_SIZE: optionalInt(0),
   SNAPFN_MAX_BODY_BYTES: intSetting(6 * MiB, 1),
   SNAPFN_MAX_RESPONSE_BYTES: intSetting(100 * MiB, 1),
   SNAPFN_PAUSE_AFTER_MS: intSetting(1000, 0, 10 * 60_000),
@@ -48,7 +48,8 @@ export interface SnapfnConfig {
   /** When unset, the management API is loopback-only. */
   apiKey: string | undefined;
   maxSandboxes: number;
-  poolSize: number;
+  /** A fixed warm pool per function (the functions' own poolSize aside). Unset: each pool follows its function's traffic. */
+  poolSize: number | undefined;
   maxBodyBytes: number;
   /** Largest function directory a deploy may unpack (all its files together; Lambda's figure by default). */
   maxDeployBytes: number;

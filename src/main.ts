@@ -24,7 +24,7 @@ const SAME_SIGNAL_MS = 1_000;
 /** `npm start`: one snapfn node on PORT, until SIGINT/SIGTERM. */
 async function main(): Promise<void> {
   const config = loadConfig();
-  console.log(`snapfn: starting (SNAPFN_HOME=${config.home}, max ${config.maxSandboxes} sandboxes, pool ${config.poolSize})`);
+  console.log(`snapfn: starting (SNAPFN_HOME=${config.home}, max ${config.maxSandboxes} sandboxes, pool ${config.poolSize ?? 'following traffic'})`);
   // Before anything creates spans: exports over OTLP only when OTEL_EXPORTER_OTLP_ENDPOINT is set.
   const tracing = await startTracing();
   const snapfn: RunningSnapfn = await startSnapfn({ config, eval: config.eval });

@@ -135,7 +135,7 @@ describe('fn CLI against a gateway (fake engine)', () => {
 
   it('ls shows a table, --json the list', async () => {
     const table = await runCli(['ls'], { env });
-    assert.match(table.stdout, /^NAME +VERSION +NETWORK +UPDATED +URL\n/);
+    assert.match(table.stdout, /^NAME +VERSION +NETWORK +POOL +UPDATED +URL\n/);
     assert.match(table.stdout, /\ngreet +v1 +none /);
     const json = await runCli(['ls', '--json'], { env });
     assert.deepEqual(JSON.parse(json.stdout).map((f: { name: string }) => f.name), ['greet', 'greet2', 'picky']);

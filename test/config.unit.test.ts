@@ -11,7 +11,7 @@ describe('loadConfig', () => {
       home: path.join(os.homedir(), '.snapfn'),
       apiKey: undefined,
       maxSandboxes: 8,
-      poolSize: 1,
+      poolSize: undefined,
       maxBodyBytes: 6 * 1024 * 1024,
       maxDeployBytes: 250 * 1024 * 1024,
       maxResponseBytes: 100 * 1024 * 1024,

@@ -4,7 +4,7 @@ import { SnapfnMetrics } from '../src/telemetry/snapfn-metrics.ts';
 
 test('metrics render invocations, phase histograms, pools and driver info in Prometheus text format', async () => {
   const metrics = new SnapfnMetrics({
-    engineStats: () => ({ liveSandboxes: 3, maxSandboxes: 8, busySandboxes: 1, pooled: { hello: 2 }, poolHits: 5, poolMisses: 1, restores: 1, keepWarmReuses: 0, handoffs: 0, templateBuilds: 4 }),
+    engineStats: () => ({ liveSandboxes: 3, maxSandboxes: 8, busySandboxes: 1, pooled: { hello: 2 }, poolTargets: { hello: 4 }, poolHits: 5, poolMisses: 1, restores: 1, keepWarmReuses: 0, handoffs: 0, templateBuilds: 4 }),
     driver: { name: 'gvisor', platform: 'ptrace' },
     queueDepth: async () => ({ hello: { queued: 7, active: 2 } }),
   });
@@ -19,6 +19,7 @@ test('metrics render invocations, phase histograms, pools and driver info in Pro
   assert.match(text, /^snapfn_invocation_phase_seconds_count\{phase="restore"\} 1$/m);
   assert.match(text, /^snapfn_invocation_phase_seconds_count\{phase="total"\} 3$/m);
   assert.match(text, /^snapfn_pool_sandboxes\{function="hello"\} 2$/m);
+  assert.match(text, /^snapfn_pool_target_sandboxes\{function="hello"\} 4$/m);
   assert.match(text, /^snapfn_live_sandboxes 3$/m);
   assert.match(text, /^snapfn_queue_depth\{function="hello"\} 7$/m);
   assert.match(text, /^snapfn_queue_active\{function="hello"\} 2$/m);

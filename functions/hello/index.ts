@@ -10,4 +10,5 @@ export default async function (request: Request) {
   };
 }
 
-export const config = { timeoutMs: 5_000, memoryMb: 128 };
+// minWarm: one sandbox stays ready after traffic stops (the default, 0, scales to zero).
+export const config = { timeoutMs: 5_000, memoryMb: 128, minWarm: 1 };

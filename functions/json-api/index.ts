@@ -29,3 +29,6 @@ export default async function (request: Request) {
   const discount = order.coupon === 'SNAPFN10' ? Math.round(subtotal / 10) : 0;
   return json(200, { ...order, subtotalCents: subtotal, discountCents: discount, totalCents: subtotal - discount });
 }
+
+// One sandbox stays ready after traffic stops (the default, 0, scales to zero).
+export const config = { minWarm: 1 };

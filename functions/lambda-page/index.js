@@ -26,3 +26,6 @@ exports.handler = async (event, context) => {
   });
   return { statusCode: 200, headers: { 'content-type': 'text/html; charset=utf-8' }, body };
 };
+
+// One sandbox stays ready after traffic stops (the default, 0, scales to zero).
+exports.config = { minWarm: 1 };

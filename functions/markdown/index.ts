@@ -18,3 +18,6 @@ export default async function (request: Request) {
   const html = await marked.parse(source);
   return new Response(page(html), { headers: { 'content-type': 'text/html; charset=utf-8' } });
 }
+
+// One sandbox stays ready after traffic stops (the default, 0, scales to zero).
+export const config = { minWarm: 1 };

@@ -55,3 +55,6 @@ export default {
     console.log(`scheduled ${controller.cron}: ${all.length} visits so far, greeting ${env.GREETING ?? 'Hello'}`);
   },
 };
+
+// One sandbox stays ready after traffic stops (the default, 0, scales to zero).
+export const config = { minWarm: 1 };

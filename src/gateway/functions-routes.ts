@@ -19,13 +19,14 @@ export function mountFunctionRoutes(app: Hono<GatewayEnv>, deps: GatewayDeps): v
   const origin = (url: string) => new URL(url).origin;
 
   app.get('/v1/functions', async (c) => {
-    const functions = await Promise.all((await store.list()).map((fn) => loadFunctionView(store, fn, origin(c.req.url))));
+    const stats = deps.engine.stats();
+    const functions = await Promise.all((await store.list()).map((fn) => loadFunctionView(store, fn, origin(c.req.url), stats)));
     return c.json({ functions } satisfies FunctionList);
   });
 
   app.get('/v1/functions/:name', async (c) => {
     const fn = await store.require(c.req.param('name'));
-    return c.json(await loadFunctionView(store, fn, origin(c.req.url)));
+    return c.json(await loadFunctionView(store, fn, origin(c.req.url), deps.engine.stats()));
   });
 
   app.delete('/v1/functions/:name', async (c) => {

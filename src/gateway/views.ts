@@ -1,3 +1,4 @@
+import type { OrchestratorStats } from '../orchestrator/types.ts';
 import type { FunctionRecord, FunctionStore, VersionRecord } from '../registry/function-store.ts';
 import type { FunctionSchedule, FunctionView, VersionView } from '../schemas/api.ts';
 import type { FunctionConfig } from '../schemas/function-config.ts';
@@ -22,7 +23,9 @@ export function functionUrl(origin: string, name: string): string {
   return `${origin}/fn/${name}`;
 }
 
-export function functionView(fn: FunctionRecord, active: VersionRecord | undefined, origin: string): FunctionView {
+export function functionView(fn: FunctionRecord, active: VersionRecord | undefined, origin: string, stats?: OrchestratorStats): FunctionView {
+  const size = stats?.pooled[fn.name];
+  const target = stats?.poolTargets?.[fn.name];
   return {
     name: fn.name,
     url: functionUrl(origin, fn.name),
@@ -31,6 +34,7 @@ export function functionView(fn: FunctionRecord, active: VersionRecord | undefin
     updatedAt: fn.updatedAt,
     active: active ? versionView(active, fn.active) : null,
     schedule: active ? scheduleView(active.config) : null,
+    ...(size !== undefined && target !== undefined ? { pool: { size, target } } : {}),
   };
 }
 
@@ -45,7 +49,8 @@ export function scheduleView(config: FunctionConfig): FunctionSchedule | null {
   return { ...schedule, next: nextTick(schedule).toISOString() };
 }
 
-export async function loadFunctionView(store: FunctionStore, fn: FunctionRecord, origin: string): Promise<FunctionView> {
+/** `stats`: this node's engine, for the function's warm pool. */
+export async function loadFunctionView(store: FunctionStore, fn: FunctionRecord, origin: string, stats?: OrchestratorStats): Promise<FunctionView> {
   const active = fn.active === null ? undefined : await store.version(fn.name, fn.active);
-  return functionView(fn, active, origin);
+  return functionView(fn, active, origin, stats);
 }

@@ -9,7 +9,8 @@ export { Orchestrator } from './orchestrator.ts';
 export interface EngineOptions {
   home: string;
   maxSandboxes: number;
-  poolSize: number;
+  /** SNAPFN_POOL_SIZE: a fixed pool per function; undefined: pools follow traffic. */
+  poolSize?: number | undefined;
   maxWaitMs?: number;
   /** SNAPFN_MAX_RESPONSE_BYTES. */
   maxResponseBytes?: number;

@@ -7,6 +7,7 @@ import { Teardowns } from './teardowns.ts';
 import { TemplateUse } from './template-use.ts';
 import { templateGate } from '../sandbox/template/template-gate.ts';
 import { activeFunction, isSound, type ActiveFunction } from './active-function.ts';
+import { PoolTargets, type PoolPolicyOptions } from './pool-target.ts';
 import type { Deployment, InvocationEngine, InvokeResult, OrchestratorStats, PhaseTimings } from './types.ts';
 
 const tracer = trace.getTracer('snapfn');
@@ -15,8 +16,13 @@ export interface OrchestratorOptions<D extends SandboxDriver = SandboxDriver> {
   driver: D;
   /** Node-wide cap on live sandboxes (pooled, kept warm, busy and starting). */
   maxSandboxes: number;
-  /** Default warm pool size per active function (a function's config.poolSize overrides it). */
-  poolSize: number;
+  /**
+   * A fixed warm pool size for every function without its own config.poolSize
+   * (SNAPFN_POOL_SIZE). Unset: pools follow each function's traffic, down to config.minWarm.
+   */
+  poolSize?: number | undefined;
+  /** The traffic-following pool's policy (src/orchestrator/pool-target.ts); checkMs: how often idle pools are looked at. */
+  pool?: PoolPolicyOptions & { checkMs?: number; maxFills?: number };
   /** How long an invocation may wait for a free sandbox before a 429. */
   maxWaitMs?: number;
   /** SNAPFN_MAX_RESPONSE_BYTES: a response body past it fails with response_too_large. */
@@ -39,7 +45,11 @@ export interface OrchestratorOptions<D extends SandboxDriver = SandboxDriver> {
 export class Orchestrator<D extends SandboxDriver = SandboxDriver> implements InvocationEngine {
   readonly #driver: D;
   readonly #capacity: SandboxCapacity<Sandbox>;
-  readonly #defaultPoolSize: number;
+  readonly #defaultPoolSize: number | undefined;
+  readonly #poolTargets: PoolTargets;
+  readonly #poolCheckMs: number;
+  readonly #maxFills: number;
+  #shrinkTimer: NodeJS.Timeout | undefined;
   readonly #maxWaitMs: number;
   readonly #maxResponseBytes: number | undefined;
   readonly #pauseAfterMs: number;
@@ -65,6 +75,9 @@ export class Orchestrator<D extends SandboxDriver = SandboxDriver> implements In
     this.#capacity = new SandboxCapacity<Sandbox>(options.maxSandboxes);
     this.#teardowns = new Teardowns(this.#capacity, () => this.#refill());
     this.#defaultPoolSize = options.poolSize;
+    this.#poolTargets = new PoolTargets(options.pool);
+    this.#poolCheckMs = options.pool?.checkMs ?? 1000;
+    this.#maxFills = options.pool?.maxFills ?? 2;
     this.#maxWaitMs = options.maxWaitMs ?? 30_000;
     this.#maxResponseBytes = options.maxResponseBytes;
     this.#pauseAfterMs = options.pauseAfterMs ?? 1000;
@@ -99,6 +112,7 @@ export class Orchestrator<D extends SandboxDriver = SandboxDriver> implements In
       } else {
         if (previous) this.#drain(previous);
         this.#functions.set(deployment.name, activeFunction(deployment, template));
+        this.#poolTargets.notePresence(deployment.name);
       }
     });
     this.#refill();
@@ -113,6 +127,7 @@ export class Orchestrator<D extends SandboxDriver = SandboxDriver> implements In
     const fn = this.#functions.get(name);
     if (!fn) return;
     this.#functions.delete(name);
+    this.#poolTargets.forget(name);
     this.#drain(fn);
   }
 
@@ -137,12 +152,17 @@ export class Orchestrator<D extends SandboxDriver = SandboxDriver> implements In
 
   stats(): OrchestratorStats {
     const pooled: Record<string, number> = {};
-    for (const [name, fn] of this.#functions) pooled[name] = fn.pool.length;
+    const poolTargets: Record<string, number> = {};
+    for (const [name, fn] of this.#functions) {
+      pooled[name] = fn.pool.length;
+      poolTargets[name] = this.#poolTarget(fn);
+    }
     return {
       liveSandboxes: this.#driver.liveSandboxes(),
       maxSandboxes: this.#capacity.max,
       busySandboxes: this.#busy,
       pooled,
+      poolTargets,
       poolHits: this.#poolHits,
       poolMisses: this.#poolMisses,
       restores: this.#restores,
@@ -162,6 +182,7 @@ export class Orchestrator<D extends SandboxDriver = SandboxDriver> implements In
   }
 
   async invoke(deployment: Deployment, request: StreamingRequest, options: { invocationId: string; stream?: boolean }): Promise<InvokeResult> {
+    this.#poolTargets.noteArrival(deployment.name);
     if (this.#closed) throw new SnapfnError('shutting_down', 503, 'this node is shutting down');
     let fn = this.#functions.get(deployment.name);
     if (!fn || fn.template.id !== deployment.templateId) {
@@ -323,10 +344,16 @@ export class Orchestrator<D extends SandboxDriver = SandboxDriver> implements In
   async #restore(fn: ActiveFunction): Promise<Sandbox> {
     this.#restores++;
     const options = { memoryMb: fn.deployment.config.memoryMb, network: fn.deployment.config.network };
+    const resume = async () => {
+      const started = performance.now();
+      const sandbox = await this.#templateUse.resume(this.#driver, fn.template, options);
+      this.#poolTargets.noteRestore(fn.deployment.name, performance.now() - started);
+      return sandbox;
+    };
     try {
-      return await this.#templateUse.resume(this.#driver, fn.template, options);
+      return await resume();
     } catch {
-      return await this.#templateUse.resume(this.#driver, fn.template, options);
+      return await resume();
     }
   }
 
@@ -470,18 +497,27 @@ export class Orchestrator<D extends SandboxDriver = SandboxDriver> implements In
   /** Tops warm pools up using free capacity only; never waits, never evicts. */
   #refill(): void {
     if (this.#closed) return;
+    this.#scheduleShrink();
+    let again = false;
     for (const fn of this.#functions.values()) {
-      const target = fn.deployment.config.poolSize ?? this.#defaultPoolSize;
+      const target = this.#poolTarget(fn);
       // One restore at a time per function keeps pool filling from starving
-      // the request path on a small machine; failures back off.
-      if (fn.pool.length + fn.filling >= target || fn.filling > 0 || fn.fillFailures > 3) continue;
+      // the request path on a small machine; failures back off. A pool that
+      // follows traffic runs two while it is two or more short: one at a
+      // time cannot keep up once arrivals come about once per restore time.
+      const fillsAtOnce = this.#adaptive(fn) && target - fn.pool.length >= 2 ? this.#maxFills : 1;
+      if (fn.pool.length + fn.filling >= target || fn.filling >= fillsAtOnce || fn.fillFailures > 3) continue;
       if (this.#capacity.waiting > 0 || !this.#capacity.tryReserve(fn.deployment.name)) return;
       fn.filling++;
+      again ||= fn.filling < fillsAtOnce && fn.pool.length + fn.filling < target;
+      const fillStarted = performance.now();
       this.#teardowns.track(
         this.#templateUse
           .resume(this.#driver, fn.template, { memoryMb: fn.deployment.config.memoryMb, network: fn.deployment.config.network })
           .then(async (sandbox) => {
             await sandbox.warmup().catch(() => {});
+            // Until it can serve: how long the pool stays one short.
+            this.#poolTargets.noteRestore(fn.deployment.name, performance.now() - fillStarted);
             return sandbox;
           })
           .then(
@@ -505,5 +541,44 @@ export class Orchestrator<D extends SandboxDriver = SandboxDriver> implements In
           }),
       );
     }
+    if (again) this.#refill();
+  }
+
+  /** Without its own poolSize or SNAPFN_POOL_SIZE, a fresh-per-request function's pool follows its traffic. */
+  #adaptive(fn: ActiveFunction): boolean {
+    const config = fn.deployment.config;
+    return config.poolSize === undefined && this.#defaultPoolSize === undefined && !config.keepWarm;
+  }
+
+  /** keepWarm functions serve traffic from their own kept sandboxes: their pool stays at minWarm. */
+  #poolTarget(fn: ActiveFunction): number {
+    const config = fn.deployment.config;
+    const fixed = config.poolSize ?? this.#defaultPoolSize;
+    if (fixed !== undefined) return fixed;
+    const minWarm = config.minWarm ?? 0;
+    if (!this.#adaptive(fn)) return minWarm;
+    return this.#poolTargets.target(fn.deployment.name, { minWarm, memoryMb: config.memoryMb, maxSandboxes: this.#capacity.max, current: fn.pool.length + fn.filling });
+  }
+
+  /**
+   * Under traffic a pool shrinks by itself (taken sandboxes are not replaced
+   * past a lower target); with no arrivals nothing takes them, so the
+   * surplus of a function idle for the idle period is destroyed here.
+   */
+  #scheduleShrink(): void {
+    if (this.#shrinkTimer || this.#closed) return;
+    const above = [...this.#functions.values()].some((fn) => this.#adaptive(fn) && fn.pool.length + fn.filling > (fn.deployment.config.minWarm ?? 0));
+    if (!above) return;
+    this.#shrinkTimer = setTimeout(() => {
+      this.#shrinkTimer = undefined;
+      if (this.#closed) return;
+      for (const fn of this.#functions.values()) {
+        if (!this.#adaptive(fn) || !this.#poolTargets.idle(fn.deployment.name)) continue;
+        const target = this.#poolTarget(fn);
+        while (fn.pool.length > target) this.#teardowns.destroy(fn.deployment.name, fn.pool.shift()!);
+      }
+      this.#scheduleShrink();
+    }, this.#poolCheckMs);
+    this.#shrinkTimer.unref();
   }
 }

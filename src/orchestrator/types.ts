@@ -32,6 +32,8 @@ export interface OrchestratorStats {
   maxSandboxes: number;
   busySandboxes: number;
   pooled: Record<string, number>;
+  /** Pre-restored sandboxes each function's pool is heading for (its fixed size, or what its traffic needs). */
+  poolTargets?: Record<string, number>;
   poolHits: number;
   poolMisses: number;
   /** Sandboxes restored for an invocation (the expensive path; pool fills are not counted). */

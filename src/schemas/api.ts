@@ -145,6 +145,8 @@ export const FunctionView = z.object({
   active: VersionView.nullable(),
   /** The active version's cron schedule (null: none). Optional only for older gateways. */
   schedule: FunctionSchedule.nullable().optional(),
+  /** The answering node's warm pool of it: pre-restored sandboxes now and the target (absent when the function is not active there). */
+  pool: z.object({ size: z.number().int().min(0), target: z.number().int().min(0) }).optional(),
 });
 export type FunctionView = z.infer<typeof FunctionView>;
 

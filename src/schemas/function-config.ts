@@ -21,8 +21,13 @@ export const FunctionConfig = z
     schedule: ScheduleSetting.optional(),
     /** Require the API key on /fn/:name too. */
     requireAuth: z.boolean().default(false),
-    /** Warm pool size of pre-restored sandboxes for this function. */
+    /** A fixed warm pool of pre-restored sandboxes for this function. */
     poolSize: z.number().int().min(0).max(32).optional(),
+    /**
+     * Without poolSize the pool follows the traffic; this many stay ready after an idle minute
+     * (default 0: scale to zero).
+     */
+    minWarm: z.number().int().min(0).max(32).optional(),
     /**
      * Invocations one sandbox serves at once (Cloud Run's and Knative's container concurrency);
      * logs, env and timeouts stay per invocation. 1: one at a time.

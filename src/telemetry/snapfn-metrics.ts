@@ -58,6 +58,9 @@ export class SnapfnMetrics {
     r.gauge('snapfn_pool_sandboxes', 'Pre-restored sandboxes waiting in the warm pool, per function.', () =>
       Object.entries(sources.engineStats().pooled).map(([fn, n]) => [{ function: fn }, n]),
     );
+    r.gauge('snapfn_pool_target_sandboxes', 'Pre-restored sandboxes the warm pool is heading for, per function: its fixed size, or what its recent arrivals and restore time need.', () =>
+      Object.entries(sources.engineStats().poolTargets ?? {}).map(([fn, n]) => [{ function: fn }, n]),
+    );
     r.gauge('snapfn_pool_hits_total', 'Invocations served by a pre-restored sandbox.', () => [[{}, sources.engineStats().poolHits]]);
     r.gauge('snapfn_pool_misses_total', 'Invocations that found the pool empty.', () => [[{}, sources.engineStats().poolMisses]]);
     r.gauge('snapfn_restores_total', 'Sandboxes restored for an invocation (pool fills not counted).', () => [[{}, sources.engineStats().restores]]);

@@ -61,6 +61,11 @@ export function functionSummary(fn: FunctionView): string {
   return `${fn.name} v${v.version} -> ${fn.url}\n  timeout ${v.config.timeoutMs} ms, memory ${v.config.memoryMb} MiB, network ${v.config.network}${v.config.keepWarm ? ', keep-warm' : ''}${env}${secrets}${schedule}`;
 }
 
+/** `fn ls`'s POOL: pre-restored sandboxes now / the target, on the node that answered. */
+export function poolCell(fn: FunctionView): string {
+  return fn.pool ? `${fn.pool.size}/${fn.pool.target}` : '-';
+}
+
 /** `async 2/3 retrying`, `schedule 1/1 dead (dead letter)`...: how a queued attempt went. */
 function queueLabel(q: NonNullable<InvocationLogEntry['queue']>): string {
   return `${q.mode} ${q.attempt}/${q.maxAttempts} ${q.state === 'dead' ? 'dead (dead letter)' : q.state}, waited ${q.waitMs.toFixed(0)}ms`;

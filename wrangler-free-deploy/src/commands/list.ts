@@ -1,6 +1,6 @@
 import { FunctionList } from '../../../src/schemas/api.ts';
 import { parseCommand, type Command } from '../context.ts';
-import { table } from '../format.ts';
+import { poolCell, table } from '../format.ts';
 
 export const list: Command = {
   name: 'ls',
@@ -13,8 +13,8 @@ export const list: Command = {
     if (functions.length === 0) return ctx.out('no functions deployed (fn deploy <dir>)');
     ctx.out(
       table(
-        ['NAME', 'VERSION', 'NETWORK', 'UPDATED', 'URL'],
-        functions.map((fn) => [fn.name, fn.activeVersion === null ? '-' : `v${fn.activeVersion}`, fn.active?.config.network ?? '-', fn.updatedAt.replace(/\.\d+Z$/, 'Z'), fn.url]),
+        ['NAME', 'VERSION', 'NETWORK', 'POOL', 'UPDATED', 'URL'],
+        functions.map((fn) => [fn.name, fn.activeVersion === null ? '-' : `v${fn.activeVersion}`, fn.active?.config.network ?? '-', poolCell(fn), fn.updatedAt.replace(/\.\d+Z$/, 'Z'), fn.url]),
       ),
     );
   },
