@@ -1,6 +1,7 @@
 import os from 'node:os';
 import path from 'node:path';
 import { z } from 'zod';
+import { parseCidr } from './sandbox/network/cidr.ts';
 
 const MiB = 1024 * 1024;
 
@@ -19,7 +20,32 @@ function optionalInt(min: number, max = Number.MAX_SAFE_INTEGER) {
   return optionalString.pipe(z.coerce.number<string | undefined>().int().min(min).max(max).optional());
 }
 
-const Env = z.object({
+/** Comma- or space-separated CIDRs (IPv4 or IPv6; a bare address is one host), normalized to their network addresses. */
+const cidrList = (name: string) =>
+  optionalString.transform((value, ctx) => {
+    const out: string[] = [];
+    for (const item of (value ?? '').split(/[\s,]+/).filter(Boolean)) {
+      const cidr = parseCidr(item);
+      if (cidr) out.push(cidr.text);
+      else ctx.addIssue({ code: 'custom', message: `${name}: ${JSON.stringify(item.slice(0, 64))} is not a CIDR (a.b.c.d/n or an IPv6 prefix)` });
+    }
+    return out;
+  });
+
+const PublicUrl = optionalString.pipe(
+  z
+    .string()
+    .regex(/^https?:\/\/[^/?#\s]+(\/[^?#\s]*)?$/, 'SNAPFN_PUBLIC_URL must be an http:// or https:// URL without query or fragment')
+    .transform((url) => url.replace(/\/+$/, ''))
+    .optional(),
+);
+
+const EgressEnv = z.object({
+  SNAPFN_EGRESS_DENY: cidrList('SNAPFN_EGRESS_DENY'),
+  SNAPFN_EGRESS_ALLOW: cidrList('SNAPFN_EGRESS_ALLOW'),
+});
+
+const Env = EgressEnv.extend({
   PORT: intSetting(8080, 0, 65_535),
   SNAPFN_HOME: optionalString,
   SNAPFN_API_KEY: optionalString.pipe(z.string().min(8, 'SNAPFN_API_KEY must be at least 8 characters').optional()),
@@ -39,7 +65,26 @@ const Env = z.object({
   SNAPFN_GC_KEEP_VERSIONS: intSetting(3, 0, 10_000),
   SNAPFN_GC_MIN_AGE_MS: intSetting(600_000, 0),
   SNAPFN_EXAMPLES: optionalString.pipe(z.enum(['0', '1', 'true', 'false'], { error: 'SNAPFN_EXAMPLES must be 0, 1, true or false' }).optional()),
+  SNAPFN_PUBLIC_URL: PublicUrl,
 });
+
+/**
+ * `network: 'egress'` beyond the ranges always dropped (private, loopback,
+ * link-local, CGNAT, and every address and subnet of the host's own
+ * interfaces): `deny` drops more, `allow` opens destinations the deny list
+ * would drop (say one database on the private network). docs/engine.md.
+ */
+export interface EgressPolicy {
+  deny: string[];
+  allow: string[];
+}
+
+/** The egress policy alone, for the network slot pool of any node kind (gateway, worker, tests). */
+export function loadEgressPolicy(env: NodeJS.ProcessEnv = process.env): EgressPolicy {
+  const parsed = EgressEnv.safeParse(env);
+  if (!parsed.success) throw new ConfigError(`invalid configuration: ${parsed.error.issues.map((issue) => issue.message).join('; ')}`);
+  return { deny: parsed.data.SNAPFN_EGRESS_DENY, allow: parsed.data.SNAPFN_EGRESS_ALLOW };
+}
 
 export interface SnapfnConfig {
   port: number;
@@ -71,6 +116,9 @@ export interface SnapfnConfig {
   gcMinAgeMs: number;
   /** Deploy the example functions at start-up. */
   examples: boolean;
+  /** Base of the URLs API views give out (SNAPFN_PUBLIC_URL, no trailing slash); unset: the address the gateway listens on. Never the request's Host. */
+  publicUrl: string | undefined;
+  egress: EgressPolicy;
   /** Serve POST /v1/eval (builds one eval template per language at start). */
   eval: boolean;
 }
@@ -105,5 +153,7 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): SnapfnConfig {
     gcMinAgeMs: e.SNAPFN_GC_MIN_AGE_MS,
     eval: e.SNAPFN_EVAL === undefined || e.SNAPFN_EVAL === '1' || e.SNAPFN_EVAL === 'true',
     examples: e.SNAPFN_EXAMPLES === undefined || e.SNAPFN_EXAMPLES === '1' || e.SNAPFN_EXAMPLES === 'true',
+    publicUrl: e.SNAPFN_PUBLIC_URL,
+    egress: { deny: e.SNAPFN_EGRESS_DENY, allow: e.SNAPFN_EGRESS_ALLOW },
   };
 }

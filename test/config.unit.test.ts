@@ -24,6 +24,8 @@ describe('loadConfig', () => {
       gcMinAgeMs: 600_000,
       examples: true,
       eval: true,
+      publicUrl: undefined,
+      egress: { deny: [], allow: [] },
     });
   });
 

@@ -5,7 +5,7 @@ import type { GatewayDeps, GatewayEnv } from './env.ts';
 import { toSnapfnError } from './error-response.ts';
 import { ndjsonResponse } from './ndjson.ts';
 import { parseJsonBody, readBody } from './read-body.ts';
-import { loadFunctionView } from './views.ts';
+import { loadFunctionView, publicBase } from './views.ts';
 
 const MiB = 1024 * 1024;
 
@@ -32,7 +32,7 @@ export function mountDeployRoute(app: Hono<GatewayEnv>, deps: GatewayDeps): void
     const body = await readBody(c.req.raw, maxDeployRequestBytes(deps.config.maxDeployBytes), 'deploy request');
     const request = parseJsonBody(DeployRequest, body, 'deploy request');
     const prepared = await PreparedDeploy.prepare({ engine: deps.engine, store: deps.store, maxDeployBytes: deps.config.maxDeployBytes, queue: deps.queue }, request);
-    const origin = new URL(c.req.url).origin;
+    const origin = publicBase(deps);
     return ndjsonResponse(async (send) => {
       const emit = (event: DeployEvent) => send(event);
       try {

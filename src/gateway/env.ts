@@ -20,7 +20,7 @@ export interface GatewayDeps {
   engine: InvocationEngine;
   store: FunctionStore;
   /** poolSize: the default warm pool target, shown by the console. */
-  config: Pick<SnapfnConfig, 'apiKey' | 'maxBodyBytes' | 'maxDeployBytes'> & Partial<Pick<SnapfnConfig, 'maxQueueWaitMs' | 'poolSize'>>;
+  config: Pick<SnapfnConfig, 'apiKey' | 'maxBodyBytes' | 'maxDeployBytes'> & Partial<Pick<SnapfnConfig, 'maxQueueWaitMs' | 'poolSize' | 'publicUrl'>>;
   /**
    * The queue layer. `npm start` always has one; without it (unit tests of
    * the direct path) every invocation is direct and async / Idempotency-Key
@@ -33,6 +33,12 @@ export interface GatewayDeps {
   gc?: TemplateCollector;
   /** Served at /metrics and fed by every invocation, when present. */
   metrics?: SnapfnMetrics;
+  /**
+   * The address the gateway listens on, once it does (set by startGateway):
+   * API views build URLs from config.publicUrl, else from this, never from
+   * the request's Host header.
+   */
+  listenUrl?: () => string;
   /** Where unexpected errors are reported (defaults to console.error). */
   log?: (message: string) => void;
 }

@@ -3,7 +3,7 @@ import { removeFunction, rollback, updateEnv, updateSchedule } from '../deploy/r
 import { EnvUpdateRequest, RollbackRequest, ScheduleRequest, type FunctionList, type VersionList } from '../schemas/api.ts';
 import type { GatewayDeps, GatewayEnv } from './env.ts';
 import { parseJsonBody, readBody } from './read-body.ts';
-import { functionView, loadFunctionView, versionView } from './views.ts';
+import { functionView, loadFunctionView, publicBase, versionView } from './views.ts';
 
 /** Small JSON bodies only: env and schedule updates, rollbacks. */
 const MAX_SMALL_BODY = 1024 * 1024;
@@ -16,17 +16,16 @@ const MAX_SMALL_BODY = 1024 * 1024;
  */
 export function mountFunctionRoutes(app: Hono<GatewayEnv>, deps: GatewayDeps): void {
   const { store } = deps;
-  const origin = (url: string) => new URL(url).origin;
 
   app.get('/v1/functions', async (c) => {
     const stats = deps.engine.stats();
-    const functions = await Promise.all((await store.list()).map((fn) => loadFunctionView(store, fn, origin(c.req.url), stats)));
+    const functions = await Promise.all((await store.list()).map((fn) => loadFunctionView(store, fn, publicBase(deps), stats)));
     return c.json({ functions } satisfies FunctionList);
   });
 
   app.get('/v1/functions/:name', async (c) => {
     const fn = await store.require(c.req.param('name'));
-    return c.json(await loadFunctionView(store, fn, origin(c.req.url), deps.engine.stats()));
+    return c.json(await loadFunctionView(store, fn, publicBase(deps), deps.engine.stats()));
   });
 
   app.delete('/v1/functions/:name', async (c) => {
@@ -48,7 +47,7 @@ export function mountFunctionRoutes(app: Hono<GatewayEnv>, deps: GatewayDeps): v
     await store.require(name);
     const request = parseJsonBody(RollbackRequest, await readBody(c.req.raw, MAX_SMALL_BODY), 'rollback request', { emptyAs: {} });
     const { fn, version } = await rollback(deps, name, request.version);
-    return c.json(functionView(fn, version, origin(c.req.url)));
+    return c.json(functionView(fn, version, publicBase(deps)));
   });
 
   app.put('/v1/functions/:name/env', async (c) => {
@@ -56,7 +55,7 @@ export function mountFunctionRoutes(app: Hono<GatewayEnv>, deps: GatewayDeps): v
     await store.require(name);
     const request = parseJsonBody(EnvUpdateRequest, await readBody(c.req.raw, MAX_SMALL_BODY), 'env update');
     const { fn, version } = await updateEnv(deps, name, request);
-    return c.json(functionView(fn, version, origin(c.req.url)));
+    return c.json(functionView(fn, version, publicBase(deps)));
   });
 
   app.put('/v1/functions/:name/schedule', async (c) => {
@@ -64,6 +63,6 @@ export function mountFunctionRoutes(app: Hono<GatewayEnv>, deps: GatewayDeps): v
     await store.require(name);
     const request = parseJsonBody(ScheduleRequest, await readBody(c.req.raw, MAX_SMALL_BODY), 'schedule update');
     const { fn, version } = await updateSchedule(deps, name, request.schedule);
-    return c.json(functionView(fn, version, origin(c.req.url)));
+    return c.json(functionView(fn, version, publicBase(deps)));
   });
 }

@@ -1,5 +1,5 @@
 import type { Context, Hono } from 'hono';
-import { NotFoundError } from '../errors.ts';
+import { echo, NotFoundError } from '../errors.ts';
 import { withDeadline } from '../queue/deadline.ts';
 import { assertOperator } from './auth.ts';
 import type { GatewayDeps, GatewayEnv } from './env.ts';
@@ -28,13 +28,13 @@ export function mountInvocationRoutes(app: Hono<GatewayEnv>, deps: GatewayDeps):
       if (!operator) assertOperator(c, deps.config.apiKey);
       throw new NotFoundError('this gateway runs without a queue: only queued invocations have a status');
     }
-    const name = await withDeadline(`looking up invocation ${id}`, REDIS_DEADLINE_MS, () => functions.queue.functionOf(id));
+    const name = await withDeadline(`looking up invocation ${echo(id)}`, REDIS_DEADLINE_MS, () => functions.queue.functionOf(id));
     if (!operator) {
       const serving = name && !id.startsWith('repeat:') ? await deps.store.serving(name).catch(() => undefined) : undefined;
       if (!serving || serving.version.config.requireAuth) assertOperator(c, deps.config.apiKey);
     }
-    if (!name) throw new NotFoundError(`no invocation ${id} (unknown, or past its retention)`);
-    const status = await withDeadline(`reading invocation ${id}`, REDIS_DEADLINE_MS, () => functions.queue.status(id, name));
+    if (!name) throw new NotFoundError(`no invocation ${echo(id)} (unknown, or past its retention)`);
+    const status = await withDeadline(`reading invocation ${echo(id)}`, REDIS_DEADLINE_MS, () => functions.queue.status(id, name));
     const secrets = status.version === undefined ? [] : await deps.store.secretValuesOf(name, status.version).catch(() => []);
     return c.json(invocationView(status, redactor(secrets)));
   });

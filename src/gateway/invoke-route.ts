@@ -1,7 +1,7 @@
 import crypto from 'node:crypto';
 import { SpanStatusCode, trace } from '@opentelemetry/api';
 import type { Context, Hono } from 'hono';
-import { NotFoundError, SnapfnError } from '../errors.ts';
+import { echo, NotFoundError, SnapfnError } from '../errors.ts';
 import type { InvokeResult } from '../orchestrator/types.ts';
 import { PayloadTooLargeError } from '../deploy/deploy-errors.ts';
 import { FunctionName } from '../schemas/function-config.ts';
@@ -47,7 +47,7 @@ async function invoke(c: Context<GatewayEnv>, deps: GatewayDeps): Promise<Respon
   const { engine, store, config } = deps;
   const name = c.req.param('name') ?? '';
   const serving = FunctionName.safeParse(name).success ? await store.serving(name) : undefined;
-  if (!serving) throw new NotFoundError(`no function named ${name}`);
+  if (!serving) throw new NotFoundError(`no function named ${echo(name)}`);
   const requireAuth = serving.version.config.requireAuth;
   if (requireAuth) assertOperator(c, config.apiKey);
   const routing = queueRouting(c.req.raw);

@@ -1,5 +1,6 @@
 import type { OrchestratorStats } from '../orchestrator/types.ts';
 import type { FunctionRecord, FunctionStore, VersionRecord } from '../registry/function-store.ts';
+import type { GatewayDeps } from './env.ts';
 import type { FunctionSchedule, FunctionView, VersionView } from '../schemas/api.ts';
 import type { FunctionConfig } from '../schemas/function-config.ts';
 import { nextTick, normalizeSchedule } from '../schemas/schedule.ts';
@@ -17,6 +18,17 @@ export function versionView(version: VersionRecord, activeVersion: number | null
     bundleHash: version.bundleHash,
     active: version.version === activeVersion,
   };
+}
+
+/**
+ * The base of every URL an API view gives out: SNAPFN_PUBLIC_URL, else the
+ * address the gateway listens on. Never the request's Host header: any
+ * client can put any host there, and a view (or a deploy result a CI job
+ * prints) would then send the next caller wherever that client chose.
+ * `http://localhost` only when there is neither (app.request() in tests).
+ */
+export function publicBase(deps: Pick<GatewayDeps, 'config' | 'listenUrl'>): string {
+  return deps.config.publicUrl ?? deps.listenUrl?.() ?? 'http://localhost';
 }
 
 export function functionUrl(origin: string, name: string): string {

@@ -1,6 +1,6 @@
 import fs from 'node:fs/promises';
 import path from 'node:path';
-import { InvalidInputError, NotFoundError } from '../errors.ts';
+import { echo, InvalidInputError, NotFoundError } from '../errors.ts';
 import type { Deployment } from '../orchestrator/types.ts';
 import { FunctionName, type FunctionConfig } from '../schemas/function-config.ts';
 import { readJsonFile, writeFileAtomic } from './atomic-file.ts';
@@ -97,7 +97,7 @@ export class FunctionStore {
 
   async require(name: string): Promise<FunctionRecord> {
     const fn = await this.get(name);
-    if (!fn) throw new NotFoundError(`no function named ${name}`);
+    if (!fn) throw new NotFoundError(`no function named ${echo(name)}`);
     return fn;
   }
 
@@ -257,7 +257,7 @@ export class FunctionStore {
 /** Names become directory names: anything outside FunctionName never reaches the file system. */
 function checkedName(name: string): string {
   const parsed = FunctionName.safeParse(name);
-  if (!parsed.success) throw new InvalidInputError(`invalid function name ${JSON.stringify(name)}: ${parsed.error.issues[0]?.message ?? 'not a valid name'}`);
+  if (!parsed.success) throw new InvalidInputError(`invalid function name ${JSON.stringify(echo(name))}: ${parsed.error.issues[0]?.message ?? 'not a valid name'}`);
   return parsed.data;
 }
 

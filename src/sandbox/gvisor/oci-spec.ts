@@ -8,7 +8,10 @@ export interface SandboxSpecInput {
   bundleDir: string;
   /** The network slot's namespace; absent for `network: 'none'` (runsc then makes an empty one). */
   netnsPath?: string;
+  /** The function's memoryMb; the cgroup limit adds the runtime's reserve and the body's room (sandboxMemoryLimitBytes). */
   memoryMb: number;
+  /** SNAPFN_MAX_BODY_BYTES (default 6 MiB). */
+  maxBodyBytes?: number;
   pidsLimit: number;
   hostname: string;
   cgroupsPath?: string;
@@ -22,6 +25,37 @@ export interface SandboxSpecInput {
  * does by default from Node 22.
  */
 export const NODE_FLAGS = ['--max-semi-space-size=1', '--experimental-detect-module'];
+
+const MiB = 1024 * 1024;
+
+/**
+ * What a restored sandbox holds before a handler allocates anything: the
+ * Sentry (gVisor's kernel, a Go process), node and envd. A minimal handler's
+ * sandbox measured 74 MiB at rest (runsc 0.0~20221219, ptrace); with the
+ * function's memoryMb as the whole limit, `memoryMb: 64` could not even be
+ * restored (runsc restore failed with EOF, 19 times in 22).
+ */
+export const RUNTIME_RESERVE_MB = 96;
+
+/**
+ * A request body is framed into envd and queued in the handler's Request
+ * until read; V8 collects the buffers of earlier requests lazily. Room for
+ * two copies of the largest body keeps one inside SNAPFN_MAX_BODY_BYTES from
+ * ever being what kills a sandbox.
+ */
+export const BODY_COPIES = 2;
+
+export const DEFAULT_MAX_BODY_BYTES = 6 * MiB;
+
+/**
+ * The sandbox's cgroup memory limit: `memoryMb` is what the function itself
+ * may use, on top of the runtime's reserve and room for the request body.
+ * A limit only (nothing is reserved on the host), so a large memoryMb on a
+ * small machine costs nothing until the function really allocates it.
+ */
+export function sandboxMemoryLimitBytes(memoryMb: number, maxBodyBytes = DEFAULT_MAX_BODY_BYTES): number {
+  return (memoryMb + RUNTIME_RESERVE_MB) * MiB + BODY_COPIES * maxBodyBytes;
+}
 
 /** The OCI runtime spec for one sandbox (build, cold boot or restore). */
 export function sandboxSpec(input: SandboxSpecInput): Record<string, unknown> {
@@ -50,7 +84,7 @@ export function sandboxSpec(input: SandboxSpecInput): Record<string, unknown> {
     linux: {
       namespaces: [{ type: 'pid' }, { type: 'ipc' }, { type: 'uts' }, { type: 'mount' }, input.netnsPath ? { type: 'network', path: input.netnsPath } : { type: 'network' }],
       resources: {
-        memory: { limit: input.memoryMb * 1024 * 1024 },
+        memory: { limit: sandboxMemoryLimitBytes(input.memoryMb, input.maxBodyBytes) },
         pids: { limit: input.pidsLimit },
       },
       ...(input.cgroupsPath ? { cgroupsPath: input.cgroupsPath } : {}),

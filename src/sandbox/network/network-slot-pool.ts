@@ -1,9 +1,10 @@
 import fs from 'node:fs/promises';
 import path from 'node:path';
 import { execa } from 'execa';
+import { loadEgressPolicy, type EgressPolicy } from '../../config.ts';
 import { addMicrovmTap, MICROVM_TAP } from './guest-tap.ts';
 import { ipBatch, listNetns } from './ip.ts';
-import { grantEgress, installIsolationRules, revokeEgress, VETH_PREFIX } from './isolation.ts';
+import { disableIpv6, EgressChain, installIsolationRules, revokeEgress, VETH_PREFIX } from './isolation.ts';
 
 /**
  * One pre-created network namespace with a veth pair to the host.
@@ -72,23 +73,33 @@ export class NetworkSlotPool {
   #misses = 0;
   #closed = false;
   readonly #tap: boolean;
+  readonly #egress: EgressChain;
 
-  private constructor(tap: boolean) {
+  private constructor(tap: boolean, egress: EgressChain) {
     this.#tap = tap;
+    this.#egress = egress;
   }
 
   /**
    * `tap`: every slot also gets the microVM tap and its NAT (guest-tap.ts),
    * created with the slot so a restore never waits for it, and gone with the
    * namespace. gVisor pools leave it off and are unchanged.
+   * `egress`: SNAPFN_EGRESS_DENY / SNAPFN_EGRESS_ALLOW by default.
    */
-  static async create(options: { size: number; tap?: boolean }): Promise<NetworkSlotPool> {
+  static async create(options: { size: number; tap?: boolean; egress?: EgressPolicy }): Promise<NetworkSlotPool> {
     await installIsolationRules();
     await fs.mkdir(OWNER_DIR, { recursive: true });
     await reclaimStaleSlots();
-    const pool = new NetworkSlotPool(options.tap ?? false);
+    await EgressChain.reclaimStale(isAlive);
+    const egress = await EgressChain.create(options.egress ?? loadEgressPolicy());
+    const pool = new NetworkSlotPool(options.tap ?? false, egress);
     for (let i = 0; i < options.size; i++) pool.#free.push(await pool.#createSlot());
     return pool;
+  }
+
+  /** The egress deny list this pool's slots get (it follows the host's addresses). */
+  get egress(): EgressChain {
+    return this.#egress;
   }
 
   stats(): NetworkSlotPoolStats {
@@ -103,7 +114,7 @@ export class NetworkSlotPool {
       slot = await this.#createSlot();
     }
     if (options.egress) {
-      await grantEgress(slot.hostVeth, slot.subnet);
+      await this.#egress.grant(slot.hostVeth, slot.subnet);
       slot.egress = true;
     }
     return slot;
@@ -131,6 +142,7 @@ export class NetworkSlotPool {
     const free = this.#free;
     this.#free = [];
     for (const slot of free) await this.#destroySlot(slot);
+    await this.#egress.close();
   }
 
   async #createSlot(): Promise<NetworkSlot> {
@@ -144,7 +156,9 @@ export class NetworkSlotPool {
       const { hostIp, guestIp, subnet } = slotAddresses(index);
       const hostVeth = `${VETH_PREFIX}${index}`;
       try {
-        await ipBatch([`link add ${hostVeth} type veth peer name eth0 netns ${netns}`, `addr add ${hostIp}/30 dev ${hostVeth}`, `link set ${hostVeth} up`]);
+        // addrgenmode none: the host side never gets an IPv6 link-local address for a sandbox to dial.
+        await ipBatch([`link add ${hostVeth} type veth peer name eth0 netns ${netns}`, `link set ${hostVeth} addrgenmode none`, `addr add ${hostIp}/30 dev ${hostVeth}`, `link set ${hostVeth} up`]);
+        await disableIpv6(hostVeth);
         await ipBatch(['link set lo up', `addr add ${guestIp}/30 dev eth0`, 'link set eth0 up', `route add default via ${hostIp}`], netns);
         if (this.#tap) await addMicrovmTap(netns, guestIp);
       } catch (err) {
