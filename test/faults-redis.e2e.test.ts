@@ -302,7 +302,8 @@ describe('faults: Redis going away (real gateway, real engine)', { timeout: 9 * 
     const tookMs = Date.now() - secondAt;
     const replies = await Promise.all(running);
     assert.equal(code, 1, gateway!.output());
-    assert.ok(tookMs <= 6000, `exited ${tookMs} ms after the second signal`);
+    // 1-3.5 s here; the bound leaves room for a loaded host (cutting restores short, runsc delete).
+    assert.ok(tookMs <= 15_000, `exited ${tookMs} ms after the second signal`);
     assert.deepEqual(await leftBehind(home, gateway!.pid), [], `no runsc process, namespace or mount left: ${gateway!.output()}`);
     t.diagnostic(`second SIGTERM: exit ${code} ${tookMs} ms after it; the two running callers got ${replies.map((r) => r.status || r.code).join(', ')}`);
   });

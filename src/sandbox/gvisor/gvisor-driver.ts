@@ -65,6 +65,9 @@ export class GvisorDriver implements SandboxDriver {
   readonly #live = new Set<GvisorSandbox>();
   /** Boots and restores under way: their sandboxes join #live only once envd is up. */
   readonly #starting = new Set<Promise<Started>>();
+  /** The runsc processes of those starts, until envd is up: close() kills them (nobody waits for their sandbox any more). */
+  readonly #launching = new Set<LaunchedProcess>();
+  #closing = false;
   readonly #envdTimeoutMs: number;
   readonly #cgroups: boolean;
 
@@ -167,7 +170,10 @@ export class GvisorDriver implements SandboxDriver {
   async close(): Promise<void> {
     // A sandbox still starting would come up after the destroys below and
     // outlive the process (a second Ctrl-C during a restore left its
-    // runsc-sandbox behind): let the starts finish first, then destroy all.
+    // runsc-sandbox behind): cut the starts short (a restore on a loaded host
+    // takes seconds), let them clean up, then destroy all.
+    this.#closing = true;
+    for (const launched of this.#launching) launched.kill('SIGKILL');
     await Promise.allSettled([...this.#starting]);
     await Promise.all([...this.#live].map((s) => s.destroy()));
     await this.#runsc.close();
@@ -213,6 +219,8 @@ export class GvisorDriver implements SandboxDriver {
       listener = await EnvdListener.listen(path.join(socketDir, 'envd.sock'));
       const args = kind === 'run' ? ['run', `--bundle=${stateDir}`, id] : ['restore', `--bundle=${stateDir}`, `--image-path=${options.imageDir}`, id];
       spawned = await this.#runsc.spawn(args, path.join(stateDir, 'runsc.log'), slot ? 'sandbox' : 'none');
+      this.#launching.add(spawned);
+      if (this.#closing) spawned.kill('SIGKILL');
       const died = spawned.exited.then(async (code): Promise<never> => {
         throw new Error(`runsc ${kind} exited with code ${code} before envd connected: ${await logTail(path.join(stateDir, 'runsc.log'))}`);
       });
@@ -238,6 +246,7 @@ export class GvisorDriver implements SandboxDriver {
         stateDir,
         onDestroyed: (s) => this.#live.delete(s),
       });
+      this.#launching.delete(spawned);
       this.#live.add(sandbox);
       return { sandbox, hello, stateDir };
     } catch (err) {
@@ -246,6 +255,7 @@ export class GvisorDriver implements SandboxDriver {
       if (spawned) {
         spawned.kill('SIGKILL');
         await spawned.exited;
+        this.#launching.delete(spawned);
       }
       await fs.rm(stateDir, { recursive: true, force: true });
       if (slot) await this.#slots.release(slot);
