@@ -76,7 +76,7 @@ export interface RunningSnapfn {
 async function createRealEngine(config: SnapfnConfig): Promise<InvocationEngine> {
   // Loaded lazily: only a real node needs the gVisor driver.
   const { createEngine } = await import('./orchestrator/index.ts');
-  return createEngine({ home: config.home, maxSandboxes: config.maxSandboxes, poolSize: config.poolSize, maxResponseBytes: config.maxResponseBytes, pauseAfterMs: config.pauseAfterMs });
+  return createEngine({ home: config.home, maxSandboxes: config.maxSandboxes, poolSize: config.poolSize, maxResponseBytes: config.maxResponseBytes, maxBodyBytes: config.maxBodyBytes, pauseAfterMs: config.pauseAfterMs });
 }
 
 /** Subdirectories of `dir` that look like handlers. */

@@ -24,7 +24,7 @@ async function main(): Promise<void> {
   const config = loadConfig();
 
   await linkTemplateStore(config.home, env.SNAPFN_TEMPLATE_STORE);
-  const engine = await createEngine({ home: config.home, maxSandboxes: config.maxSandboxes, poolSize: config.poolSize });
+  const engine = await createEngine({ home: config.home, maxSandboxes: config.maxSandboxes, poolSize: config.poolSize, maxBodyBytes: config.maxBodyBytes });
   const node = new WorkerNode({ redisUrl: env.REDIS_URL, engine, pollMs: env.SNAPFN_WORKER_POLL_MS, log });
   await node.start();
   const health = env.SNAPFN_WORKER_HEALTH_PORT === undefined ? undefined : await serveHealth(env.SNAPFN_WORKER_HEALTH_PORT, node, engine);

@@ -18,7 +18,7 @@ import net from 'node:net';
 import fs from 'node:fs';
 import { Buffer } from 'node:buffer';
 import { randomUUID } from 'node:crypto';
-import { CANCEL, Channel } from './channel.mjs';
+import { CANCEL, Channel, END } from './channel.mjs';
 import { loadFunction } from './function-module.mjs';
 import { cancellation, discardingSink, errorOf, runInvocation, toRequest } from './invocation.mjs';
 import { installEnvironment } from './invocation-context.mjs';
@@ -83,10 +83,15 @@ async function invoke(msg, channel) {
   // Body chunks wait here until the handler's Request exists (toRequest attaches it).
   /** @type {any[]} */
   const waiting = [];
+  let bodyEnded = !msg.request.hasBody;
+  let draining = false;
   const detach = channel.attach(msg.id, {
     push(chunk) {
+      if (chunk === END || chunk === CANCEL) bodyEnded = true;
       if (chunk === CANCEL) cancel();
-      if (body) body.push(chunk);
+      if (draining) {
+        if (bodyEnded) detach();
+      } else if (body) body.push(chunk);
       else waiting.push(chunk);
     },
   });
@@ -115,7 +120,19 @@ async function invoke(msg, channel) {
     cancelled,
   };
   const end = await runInvocation({ timeoutMs: msg.timeoutMs, maxResponseBytes: msg.maxResponseBytes, env: msg.env, baseEnv }, call, { ...msg.invocation, schedule }, sink);
-  detach();
+  // A body the handler left unread keeps arriving after it returned. Detached,
+  // its frames would wait in the channel for a sink that never comes (a
+  // keepWarm sandbox grew by the body's size on every such request until its
+  // cgroup killed it): they are dropped as they come instead. Background
+  // work (waitUntil) may still read it, so that waits for it to settle.
+  const stopBody = () => {
+    if (bodyEnded) return detach();
+    draining = true;
+    body = undefined;
+    waiting.length = 0;
+  };
+  if (end.background) void end.background.then(stopBody, stopBody);
+  else stopBody();
   const error = !fn.call && loadError ? loadError : end.error;
   channel.send({ type: 'result', id: msg.id, ok: end.ok, ...(error ? { error } : {}), logs: end.logs, logsTruncated: end.logsTruncated, bodyBytes: end.bodyBytes, ...(end.background ? { waitUntil: true } : {}) });
   // Not awaited: the next message may run while this one's waitUntil work finishes.

@@ -32,6 +32,8 @@ export function toEvalResult(request: EvalRequest, invoked: InvokeResult, durati
     switch (code) {
       case 'timeout':
         return failed('timeout', `the code did not finish within ${request.timeoutMs} ms; its sandbox was killed`);
+      case 'out_of_memory':
+        return failed('memory_limit', `the code went over its memory (${request.memoryMb} MiB): ${message}`);
       case 'sandbox_crashed':
         // gVisor lets code signal PID 1, so SIGKILL to envd looks the same (runsc exit 137).
         return failed('memory_limit', `the sandbox died: most likely the code went over its memory (${request.memoryMb} MiB), unless it killed the sandbox's init process (${message})`);

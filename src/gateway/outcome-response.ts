@@ -13,6 +13,7 @@ export const QUEUE_WAIT_HEADER = 'X-Fn-Queue-Wait-Ms';
 const FAILURE_STATUS: Record<HandlerFailure['code'], number> = {
   handler_error: 502,
   sandbox_crashed: 502,
+  out_of_memory: 502,
   invalid_response: 502,
   timeout: 504,
   restore_failed: 503,

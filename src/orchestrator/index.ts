@@ -14,6 +14,8 @@ export interface EngineOptions {
   maxWaitMs?: number;
   /** SNAPFN_MAX_RESPONSE_BYTES. */
   maxResponseBytes?: number;
+  /** SNAPFN_MAX_BODY_BYTES: gVisor sandboxes' memory limits leave room for a body this large. */
+  maxBodyBytes?: number;
   /** SNAPFN_PAUSE_AFTER_MS. */
   pauseAfterMs?: number;
   /** Default: SNAPFN_DRIVER, else 'gvisor'. */
@@ -55,7 +57,7 @@ export async function createEngine(options: EngineOptions): Promise<Orchestrator
     driver = await QemuDriver.create({ home: options.home });
   } else if (!driver) {
     // Network slots: one per sandbox the node may run, plus two for template builds.
-    driver = await GvisorDriver.create({ home: options.home, networkSlots: options.maxSandboxes + 2 });
+    driver = await GvisorDriver.create({ home: options.home, networkSlots: options.maxSandboxes + 2, ...(options.maxBodyBytes ? { maxBodyBytes: options.maxBodyBytes } : {}) });
   }
   // Silent on the default, so the log of an unconfigured node is unchanged.
   if (options.driver ?? process.env.SNAPFN_DRIVER) process.stderr.write(`snapfn: sandbox driver ${driver.name} (platform ${driver.platform}; ${why})\n`);

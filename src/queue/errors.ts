@@ -17,7 +17,7 @@ export class InvocationFailedError extends SnapfnError {
 }
 
 /** Outcome failures, and the engine's own refusals (see EngineRefusedError). */
-const FAILURE_CODES = new Set<string>(['handler_error', 'timeout', 'sandbox_crashed', 'restore_failed', 'invalid_response', 'over_capacity', 'shutting_down', 'queue_timeout']);
+const FAILURE_CODES = new Set<string>(['handler_error', 'timeout', 'sandbox_crashed', 'out_of_memory', 'restore_failed', 'invalid_response', 'over_capacity', 'shutting_down', 'queue_timeout']);
 
 /** The `{ code, message }` of a BullMQ failedReason (ours or any other thrown error). */
 export function parseFailedReason(reason: string | undefined): { code: string; message: string } | undefined {

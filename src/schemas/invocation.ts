@@ -28,7 +28,7 @@ export const LogLine = z.object({
 export type LogLine = z.infer<typeof LogLine>;
 
 export const HandlerFailure = z.object({
-  code: z.enum(['handler_error', 'timeout', 'sandbox_crashed', 'restore_failed', 'invalid_response', 'response_too_large', 'cancelled']),
+  code: z.enum(['handler_error', 'timeout', 'sandbox_crashed', 'out_of_memory', 'restore_failed', 'invalid_response', 'response_too_large', 'cancelled']),
   message: z.string(),
   name: z.string().optional(),
   stack: z.string().optional(),

@@ -16,11 +16,17 @@ export interface EnvdInvocationEnd {
   hardTimeout: boolean;
 }
 
-export function crashedOutcome(message: string): InvocationOutcome {
-  return { ok: false, error: { code: 'sandbox_crashed', message }, logs: [], logsTruncated: false };
+/** How a sandbox that died mid-invocation is reported: `out_of_memory` only when the driver saw the OOM kill itself. */
+export interface CrashReport {
+  code: 'sandbox_crashed' | 'out_of_memory';
+  message: string;
 }
 
-const FAILURE_CODES = new Set<HandlerFailure['code']>(['handler_error', 'timeout', 'sandbox_crashed', 'restore_failed', 'invalid_response', 'response_too_large', 'cancelled']);
+export function crashedOutcome(message: string, code: CrashReport['code'] = 'sandbox_crashed'): InvocationOutcome {
+  return { ok: false, error: { code, message }, logs: [], logsTruncated: false };
+}
+
+const FAILURE_CODES = new Set<HandlerFailure['code']>(['handler_error', 'timeout', 'sandbox_crashed', 'out_of_memory', 'restore_failed', 'invalid_response', 'response_too_large', 'cancelled']);
 
 function failureOf(result: EnvdResult): HandlerFailure {
   const error = result.error ?? { code: 'handler_error', message: 'the handler failed' };
@@ -46,7 +52,7 @@ export async function invokeThroughEnvd(
   connection: EnvdConnection,
   request: StreamingRequest,
   options: InvokeOptions,
-  explainCrash: (why: string) => Promise<string> = async (why) => why,
+  explainCrash: (why: string) => Promise<CrashReport> = async (why) => ({ code: 'sandbox_crashed', message: why }),
 ): Promise<EnvdInvocationEnd> {
   const timedOut = (): EnvdInvocationEnd => ({
     outcome: { ok: false, error: { code: 'timeout', message: `handler did not finish within ${options.timeoutMs} ms; its sandbox was killed` }, logs: [], logsTruncated: false },
@@ -56,7 +62,8 @@ export async function invokeThroughEnvd(
   const failed = async (err: unknown): Promise<EnvdInvocationEnd> => {
     if (err instanceof EnvdTimeoutError) return timedOut();
     const why = err instanceof EnvdClosedError ? 'the sandbox died during the invocation' : String(err);
-    return { outcome: crashedOutcome(await explainCrash(why)), reusable: false, hardTimeout: false };
+    const crash = await explainCrash(why);
+    return { outcome: crashedOutcome(crash.message, crash.code), reusable: false, hardTimeout: false };
   };
   const invocation = { id: options.invocationId, functionName: options.functionName ?? 'function', memoryMb: options.memoryMb ?? 256, env: options.env, ...(options.version !== undefined ? { version: options.version } : {}) };
   const body = request.bodyStream ?? (request.bodyBase64 !== undefined ? Buffer.from(request.bodyBase64, 'base64') : undefined);

@@ -12,10 +12,11 @@ import { assertNativeLibraries } from '../rootfs/native-libraries.ts';
 import { copySourceDir } from '../template/function-source.ts';
 import { TemplateStore } from '../template/template-store.ts';
 import { GvisorSandbox } from './gvisor-sandbox.ts';
-import { NODE_FLAGS, sandboxSpec } from './oci-spec.ts';
+import { NODE_FLAGS, sandboxMemoryLimitBytes, sandboxSpec } from './oci-spec.ts';
 import { Runsc } from './runsc.ts';
 import { detectRunsc, type RunscInfo } from './runsc-version.ts';
 import type { LaunchedProcess } from './runsc-launcher.ts';
+import { SandboxCgroup } from './sandbox-cgroup.ts';
 import { SentryProcess } from './sentry-process.ts';
 
 const tracer = trace.getTracer('snapfn');
@@ -29,6 +30,8 @@ export interface GvisorDriverOptions {
   envdTimeoutMs?: number;
   /** Memory limits through cgroups (on by default). */
   cgroups?: boolean;
+  /** SNAPFN_MAX_BODY_BYTES: a sandbox's memory limit has room for a body this large (oci-spec.ts). */
+  maxBodyBytes?: number;
 }
 
 const BUILD_MEMORY_MB = 1024;
@@ -70,6 +73,7 @@ export class GvisorDriver implements SandboxDriver {
   #closing = false;
   readonly #envdTimeoutMs: number;
   readonly #cgroups: boolean;
+  readonly #maxBodyBytes: number | undefined;
 
   private constructor(options: GvisorDriverOptions, slots: NetworkSlotPool, runsc: RunscInfo) {
     this.platform = runsc.platform;
@@ -78,6 +82,7 @@ export class GvisorDriver implements SandboxDriver {
     this.#slots = slots;
     this.#envdTimeoutMs = options.envdTimeoutMs ?? 20_000;
     this.#cgroups = options.cgroups ?? true;
+    this.#maxBodyBytes = options.maxBodyBytes;
     this.#runsc = new Runsc({ stateRoot: path.join(options.home, 'gvisor', 'runsc-state'), ignoreCgroups: !this.#cgroups });
     this.#templates = new TemplateStore(path.join(options.home, 'templates'));
   }
@@ -204,13 +209,17 @@ export class GvisorDriver implements SandboxDriver {
     ]);
     let listener: EnvdListener | undefined;
     let spawned: LaunchedProcess | undefined;
+    let cgroup: SandboxCgroup | undefined;
     try {
+      const memoryBytes = sandboxMemoryLimitBytes(options.memoryMb, this.#maxBodyBytes);
+      if (this.#cgroups) cgroup = await SandboxCgroup.create(`/snapfn/${id}`, { memoryBytes, pids: PIDS_LIMIT });
       const spec = sandboxSpec({
         rootfsDir: rootfs.dir,
         socketDir,
         bundleDir: options.bundleDir,
         ...(slot ? { netnsPath: slot.nsPath } : {}),
         memoryMb: options.memoryMb,
+        ...(this.#maxBodyBytes ? { maxBodyBytes: this.#maxBodyBytes } : {}),
         pidsLimit: PIDS_LIMIT,
         hostname: 'snapfn',
         ...(this.#cgroups ? { cgroupsPath: `/snapfn/${id}` } : {}),
@@ -244,6 +253,8 @@ export class GvisorDriver implements SandboxDriver {
         slot,
         slots: this.#slots,
         stateDir,
+        cgroup,
+        memoryMb: options.memoryMb,
         onDestroyed: (s) => this.#live.delete(s),
       });
       this.#launching.delete(spawned);
@@ -257,6 +268,7 @@ export class GvisorDriver implements SandboxDriver {
         await spawned.exited;
         this.#launching.delete(spawned);
       }
+      await cgroup?.remove().catch(() => {});
       await fs.rm(stateDir, { recursive: true, force: true });
       if (slot) await this.#slots.release(slot);
       throw err;
@@ -273,7 +285,11 @@ export class GvisorDriver implements SandboxDriver {
       await this.#runsc.forceDelete(id);
     }
     const dir = path.join(this.#home, 'gvisor', 'sandboxes');
-    for (const entry of await fs.readdir(dir)) await fs.rm(path.join(dir, entry), { recursive: true, force: true });
+    for (const entry of await fs.readdir(dir)) {
+      // Our own memory cgroup outlives its sandbox (sandbox-cgroup.ts): runsc never removes it.
+      await SandboxCgroup.removeStale(`/snapfn/${entry}`).catch(() => {});
+      await fs.rm(path.join(dir, entry), { recursive: true, force: true });
+    }
   }
 }
 

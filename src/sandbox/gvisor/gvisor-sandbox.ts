@@ -1,11 +1,13 @@
 import fs from 'node:fs/promises';
+import os from 'node:os';
 import { trace } from '@opentelemetry/api';
 import type { InvocationOutcome, WireRequest } from '../../schemas/invocation.ts';
 import type { InvokeOptions, Sandbox } from '../driver.ts';
 import type { EnvdConnection } from '../envd/envd-connection.ts';
-import { crashedOutcome, invokeThroughEnvd } from '../envd/invoke-through-envd.ts';
+import { crashedOutcome, invokeThroughEnvd, type CrashReport } from '../envd/invoke-through-envd.ts';
 import type { NetworkSlot, NetworkSlotPool } from '../network/network-slot-pool.ts';
 import type { Runsc } from './runsc.ts';
+import type { SandboxCgroup } from './sandbox-cgroup.ts';
 import type { SentryProcess } from './sentry-process.ts';
 
 const tracer = trace.getTracer('snapfn');
@@ -24,6 +26,10 @@ export interface GvisorSandboxParts {
   slot: NetworkSlot | undefined;
   slots: NetworkSlotPool;
   stateDir: string;
+  /** Its own memory cgroup (absent with cgroups off): the one witness of an out-of-memory kill. */
+  cgroup: SandboxCgroup | undefined;
+  /** The function's memoryMb, for the out-of-memory message. */
+  memoryMb: number;
   onDestroyed: (sandbox: GvisorSandbox) => void;
 }
 
@@ -53,10 +59,7 @@ export class GvisorSandbox implements Sandbox {
     if (this.dead) return crashedOutcome('the sandbox is no longer running');
     return tracer.startActiveSpan('handler', async (span): Promise<InvocationOutcome> => {
       try {
-        const end = await invokeThroughEnvd(this.#parts.connection, request, options, async (why) => {
-          const exitCode = await Promise.race([this.#parts.exited, sleep(200).then(() => undefined)]);
-          return exitCode === undefined ? why : `${why} (runsc exit code ${exitCode}; an out-of-memory kill looks like this)`;
-        });
+        const end = await invokeThroughEnvd(this.#parts.connection, request, options, (why) => this.#explainCrash(why));
         // The destroy that follows kills it after a hard timeout.
         if (!end.reusable) this.#dead = true;
         return end.outcome;
@@ -64,6 +67,24 @@ export class GvisorSandbox implements Sandbox {
         span.end();
       }
     });
+  }
+
+  /**
+   * Out of memory only when the kernel says so: a SIGKILL from outside, a
+   * handler's process.exit or a Sentry crash look the same from the channel.
+   */
+  async #explainCrash(why: string): Promise<CrashReport> {
+    const { exited, cgroup, memoryMb } = this.#parts;
+    // The channel closes as the Sentry dies; runsc exits right after.
+    const exitCode = await Promise.race([exited, sleep(1000).then(() => undefined)]);
+    const oomKills = cgroup ? await cgroup.oomKills() : 0;
+    if (oomKills > 0) {
+      const limit = await cgroup!.limitBytes();
+      const cap = limit === undefined ? '' : ` of ${Math.round(limit / 1048576)} MiB (memoryMb ${memoryMb} plus the runtime's reserve)`;
+      return { code: 'out_of_memory', message: `the sandbox ran out of memory: the kernel's OOM killer ended it at its cgroup limit${cap}` };
+    }
+    const witness = cgroup ? 'its cgroup counted no out-of-memory kill' : 'without a cgroup of its own, an out-of-memory kill cannot be told apart';
+    return { code: 'sandbox_crashed', message: `${why} (${describeExit(exitCode)}; ${witness})` };
   }
 
   /** After a restore, off the request path (warm pool): one rehearsal through envd. */
@@ -124,12 +145,24 @@ export class GvisorSandbox implements Sandbox {
     if (!gone) killProcess();
     await exited;
     if (!gone || (await runsc.hasState(this.id))) await runsc.forceDelete(this.id);
+    // Best effort: a cgroup that will not go yet is removed by the next start's orphan reaping.
+    await this.#parts.cgroup?.remove().catch(() => {});
     await fs.rm(stateDir, { recursive: true, force: true });
     if (slot) await slots.release(slot);
     this.#parts.onDestroyed(this);
   }
 }
 
+
+/** runsc exits with the container's status: 128 + N when its init died of signal N. */
+function describeExit(code: number | undefined): string {
+  if (code === undefined) return 'runsc had not exited yet';
+  if (code > 128 && code < 128 + 65) {
+    const name = Object.entries(os.constants.signals).find(([, n]) => n === code - 128)?.[0];
+    return `runsc exited with code ${code}: signal ${code - 128}${name ? ` (${name})` : ''}`;
+  }
+  return `runsc exited with code ${code}`;
+}
 
 function sleep(ms: number): Promise<void> {
   return new Promise((resolve) => setTimeout(resolve, ms));
