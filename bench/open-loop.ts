@@ -21,6 +21,7 @@ import { fileURLToPath, pathToFileURL } from 'node:url';
 import { parseArgs } from 'node:util';
 import { loadConfig } from '../src/config.ts';
 import type { OrchestratorStats } from '../src/orchestrator/types.ts';
+import type { LogsResponse } from '../src/schemas/api.ts';
 import { GatewayClient } from './gateway-client.ts';
 import type { Scenario } from './report.ts';
 import { progress as defaultProgress, summarize } from './stats.ts';
@@ -111,6 +112,9 @@ export async function benchOpenLoop(options: OpenLoopOptions): Promise<Scenario>
     const misses = after.poolMisses - before.poolMisses;
     const summary = summarize(latencies);
     progress(`open loop: ${hits}/${hits + misses} pool hits, p50 ${summary.p50_ms} ms, p99 ${summary.p99_ms} ms`);
+    // Where a pool hit's time goes, from the invocation log: on the node in all, and in the handler phase.
+    const logs = (await fetch(`${client.baseUrl}/v1/functions/${NAME}/logs?limit=1000`).then((r) => r.json())) as LogsResponse;
+    const pooled = logs.entries.filter((e) => e.timings?.source === 'pool');
     await client.remove(NAME);
     return {
       ...summary,
@@ -122,6 +126,8 @@ export async function benchOpenLoop(options: OpenLoopOptions): Promise<Scenario>
       hit_rate_pct: Math.round((hits / Math.max(1, hits + misses)) * 1000) / 10,
       pool_target_end: after.poolTargets?.[NAME] ?? -1,
       pool_size_end: after.pooled[NAME] ?? 0,
+      pool_hit_node_p50_ms: summarize(pooled.map((e) => e.durationMs)).p50_ms,
+      pool_hit_handler_p50_ms: summarize(pooled.map((e) => e.timings!.handlerMs)).p50_ms,
       // The machine is shared: a pool hit's latency and the restore time move with it.
       load_avg_1m: Math.round(os.loadavg()[0]! * 100) / 100,
     };
