@@ -22,6 +22,9 @@ import { progress, summarize, timed } from './stats.ts';
 import { benchUffd } from './uffd.ts';
 import { benchDrivers } from './drivers.ts';
 import { benchEval } from './eval.ts';
+import { benchPeers, cannon, loadTableLines, type LoadTable } from './load.ts';
+import { benchOpenLoop } from './open-loop.ts';
+import { benchStreaming } from './streaming.ts';
 
 const { values: flags } = parseArgs({ options: { quick: { type: 'boolean' }, json: { type: 'boolean' }, function: { type: 'string' } } });
 const quick = !!flags.quick;
@@ -109,7 +112,7 @@ async function main(): Promise<void> {
     }
     await client.remove('bench-pool');
 
-    progress('(e) keepWarm reuse: unpause, invoke, re-pause (HTTP)');
+    progress('(e) keepWarm reuse: requests 100 ms apart find the sandbox running (it is frozen only after SNAPFN_PAUSE_AFTER_MS idle) (HTTP)');
     await client.deploy(FUNCTION_DIR, 'bench-warm', { keepWarm: true, poolSize: 0 });
     await client.invoke('bench-warm');
     scenarios.keep_warm = await sample('keep warm', N, () => client.invoke('bench-warm'), () => new Promise((r) => setTimeout(r, 100)));
@@ -154,6 +157,34 @@ async function main(): Promise<void> {
     if (evals) Object.assign(scenarios, evals);
     else progress('  /v1/eval is not available on this gateway: skipped');
 
+    // Closed loop, the way a user's load generator applies it: the peers and
+    // snapfn's paths in turn, same handler, same machine, same run.
+    const loadSeconds = quick ? 3 : 8;
+    progress(`(h) load: autocannon c=1 and c=8, ${loadSeconds} s per row: plain node, workerd, snapfn keepWarm, concurrency 8, fresh`);
+    const load: LoadTable = await benchPeers(loadSeconds, [1, 8]);
+    await client.deploy(FUNCTION_DIR, 'bench-conc', { keepWarm: true, concurrency: 8, poolSize: 0 });
+    await client.invoke('bench-conc');
+    await client.deploy(FUNCTION_DIR, 'bench-fresh-load', { poolSize: 2 });
+    for (const [label, name] of [
+      ['snapfn keepWarm', 'bench-warm'],
+      ['snapfn keepWarm, concurrency 8', 'bench-conc'],
+      ['snapfn fresh sandbox per request (pool 2)', 'bench-fresh-load'],
+    ] as const) {
+      load[label] = {};
+      for (const c of [1, 8]) {
+        progress(`load: ${label}, c=${c}`);
+        load[label]![`c${c}`] = await cannon(`${snapfn.url}/fn/${name}?name=bench`, c, loadSeconds);
+      }
+    }
+    await client.remove('bench-fresh-load');
+    await client.remove('bench-conc');
+    const workerd = load['workerd (same handler as a Workers module)'];
+    const warm = load['snapfn keepWarm'];
+    const conc = load['snapfn keepWarm, concurrency 8'];
+
+    progress('(i) streaming: 30 MiB through the gateway next to a plain node server; time to first byte of a streamed response');
+    Object.assign(scenarios, await benchStreaming(client, snapfn.url, quick ? 3 : 8, progress));
+
     progress('uffd: touching a working set through the page server, with prefetch, and through a private mapping');
     const uffd = await benchUffd({ quick, progress });
 
@@ -176,7 +207,16 @@ async function main(): Promise<void> {
       },
       memory,
       uffd,
+      load,
+      load_ratios: {
+        keep_warm_c1_rps_over_workerd: ratio(warm?.c1?.rps ?? NaN, workerd?.c1?.rps ?? NaN),
+        keep_warm_c8_rps_over_workerd: ratio(warm?.c8?.rps ?? NaN, workerd?.c8?.rps ?? NaN),
+        concurrency8_c8_rps_over_workerd: ratio(conc?.c8?.rps ?? NaN, workerd?.c8?.rps ?? NaN),
+      },
+      runsc: (engine.driver as { runscVersion?: string }).runscVersion ?? null,
     };
+    progress(`(j) open loop: Poisson arrivals at 1 rps for ${quick ? 20 : 60} s against a fresh function with the default config`);
+    result.scenarios.open_loop = await benchOpenLoop({ quick, progress });
     // SNAPFN_BENCH_DRIVERS (bench/drivers.ts): other drivers' columns; nothing when unset.
     const drivers = await benchDrivers({ quick, source: fnSource, functionName: fnName, progress });
     if (drivers) result.drivers = drivers;
