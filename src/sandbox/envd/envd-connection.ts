@@ -220,7 +220,7 @@ export class EnvdConnection {
       for (let offset = 0; offset < chunk.length; offset += DATA_CHUNK_BYTES) {
         if (this.#closed) return;
         const ok = this.#socket.write(dataFrame(id, chunk.subarray(offset, offset + DATA_CHUNK_BYTES)));
-        if (!ok) await new Promise((resolve) => this.#socket.once('drain', resolve));
+        if (!ok) await this.#drainedOrClosed();
       }
     };
     try {
@@ -231,6 +231,25 @@ export class EnvdConnection {
       // The client's body broke off: the handler's request body errors.
       if (!this.#closed) this.#send({ type: 'cancel', id });
     }
+  }
+
+  /**
+   * A socket destroyed while full never emits 'drain': waiting for it alone
+   * left a request body unread for good once its sandbox was gone (the
+   * handler answered without reading it), and the HTTP server then cut the
+   * client's upload off (EPIPE instead of the 200 already sent). Once closed,
+   * the rest of the body is read and dropped (write() returns at once).
+   */
+  #drainedOrClosed(): Promise<void> {
+    return new Promise((resolve) => {
+      const done = () => {
+        this.#socket.off('drain', done);
+        this.#socket.off('close', done);
+        resolve();
+      };
+      this.#socket.once('drain', done);
+      this.#socket.once('close', done);
+    });
   }
 
   /** Sends `msg` under the next id; replies are matched to requests by it. */
