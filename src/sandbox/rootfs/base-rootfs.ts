@@ -5,9 +5,8 @@ import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { execa } from 'execa';
 import { withNativeRuntimeLibraries } from './native-runtime.ts';
-import { randomnessModule, RANDOMNESS_GUEST_NAME } from './randomness-module.ts';
 import { ensureReseedAddon, RESEED_ADDON_GUEST_NAME } from './reseed-addon.ts';
-import { envdBundle } from './envd-bundle.ts';
+import { RANDOMNESS_GUEST_NAME, runtimeBundle } from './runtime-bundles.ts';
 import { copyExtras, evalExtras, hashExtras, resolveExtras, type RootfsExtras } from './rootfs-extras.ts';
 
 
@@ -81,12 +80,12 @@ async function buildBaseRootfs(home: string, extras?: RootfsExtras): Promise<Bas
     hash.update(lib + '\0');
     await sha256File(lib, hash);
   }
-  const envd = await envdBundle();
+  const envd = await runtimeBundle('envd.mjs');
   hash.update(`envd-bundle\0${envd.sha256}\0`);
   const addon = await ensureReseedAddon();
   hash.update(`envd/${RESEED_ADDON_GUEST_NAME}\0`);
   await sha256File(addon, hash);
-  const randomness = await randomnessModule();
+  const randomness = await runtimeBundle(RANDOMNESS_GUEST_NAME);
   hash.update(`envd/${RANDOMNESS_GUEST_NAME}\0${randomness.sha256}\0`);
   const resolved = extras ? await resolveExtras(extras) : undefined;
   if (resolved) await hashExtras(resolved, hash);
