@@ -89,6 +89,19 @@ function userStack(err) {
   return (cut > 0 ? lines.slice(0, cut) : lines).join('\n');
 }
 
+/**
+ * The path of one evaluation, compiled before the checkpoint (as envd's own
+ * warm-up does for envd): after a restore, node's functions it calls would
+ * otherwise be compiled on the request. It leaves nothing the snippet sees.
+ */
+function warmUp() {
+  createRequire(path.join(process.cwd(), FILENAME));
+  const { script } = compile('[1, 2].map((x) => x * 2).length');
+  encode(script.runInThisContext({ displayErrors: true }));
+  encode({ a: [1, 'b', null] });
+  JSON.parse(JSON.stringify({ codeFile: FILENAME, cwd: '/', memoryMb: 1 }));
+}
+
 async function main() {
   // Blocking writes, as if stdout were a file: a tight loop that prints is
   // then paced by the reader (and stopped at the output cap) instead of
@@ -98,6 +111,7 @@ async function main() {
   const { installFreshRandomness, refreshRandomness } = await import(`${SNAPFN_DIR}/randomness.mjs`);
   const addon = require(`${SNAPFN_DIR}/reseed.node`);
   installFreshRandomness();
+  warmUp();
   send({ type: 'ready' });
   const control = readControl();
   refreshRandomness();
