@@ -99,11 +99,8 @@ export class EgressChain {
   readonly #policy: EgressPolicy;
   #watcher: HostNetworkWatcher | undefined;
   #current = '';
-  #list: { allow: string[]; deny: string[] } = { allow: [], deny: [] };
   #refreshing: Promise<void> = Promise.resolve();
   #closed = false;
-  /** Rewrites so far (tests wait on it after changing the host's addresses). */
-  generation = 0;
 
   private constructor(policy: EgressPolicy) {
     this.#policy = policy;
@@ -119,11 +116,6 @@ export class EgressChain {
     return chain;
   }
 
-  /** Allowed and denied destinations as they stand. */
-  get list(): { allow: string[]; deny: string[] } {
-    return this.#list;
-  }
-
   /** Re-reads the host's networks and rewrites the chain if its list changed. Serialized. */
   refresh(): Promise<void> {
     const next = this.#refreshing.then(async () => {
@@ -133,9 +125,7 @@ export class EgressChain {
       if (text !== this.#current) {
         await restore('iptables', text);
         this.#current = text;
-        this.#list = list;
       }
-      this.generation++;
     });
     this.#refreshing = next.catch(() => {});
     return next;

@@ -97,11 +97,6 @@ export class NetworkSlotPool {
     return pool;
   }
 
-  /** The egress deny list this pool's slots get (it follows the host's addresses). */
-  get egress(): EgressChain {
-    return this.#egress;
-  }
-
   stats(): NetworkSlotPoolStats {
     return { free: this.#free.length, inUse: this.#all.size - this.#free.length, created: this.#all.size, misses: this.#misses };
   }
