@@ -17,7 +17,7 @@ export interface FunctionRow {
   version?: VersionRecord;
   handler?: HandlerInfo;
   schedule: FunctionSchedule | null;
-  /** Pre-restored sandboxes wanted (the function's poolSize, else the node's default) and there now. */
+  /** Pre-restored sandboxes wanted (the engine's target: fixed, or following the traffic) and there now. */
   poolTarget?: number;
   pooled: number;
   last?: InvocationLogEntry;
@@ -28,7 +28,8 @@ export async function functionRow(ctx: ConsoleContext, fn: FunctionRecord, poole
   const { store, config } = ctx.deps;
   const version = fn.active === null ? undefined : await store.version(fn.name, fn.active);
   const [handler, [last]] = await Promise.all([version ? ctx.shapes.of(version) : undefined, store.logs.tail(fn.name, 1)]);
-  const poolTarget = version?.config.poolSize ?? config.poolSize;
+  // What the engine is heading for (a fixed size, or what the traffic needs); the config when the engine does not say.
+  const poolTarget = ctx.deps.engine.stats().poolTargets?.[fn.name] ?? version?.config.poolSize ?? config.poolSize;
   return {
     fn,
     ...(version ? { version } : {}),
