@@ -34,7 +34,26 @@ async function main(): Promise<void> {
   console.log(`snapfn: starting (SNAPFN_HOME=${config.home}, max ${config.maxSandboxes} sandboxes, pool ${config.poolSize ?? 'following traffic'})`);
   // Before anything creates spans: exports over OTLP only when OTEL_EXPORTER_OTLP_ENDPOINT is set.
   const tracing = await startTracing();
+  // A signal while the node is still starting (templates building, sandboxes
+  // restoring) must not end the process with its sandboxes left running: the
+  // stop waits until the start has finished, then runs like any other.
+  let startupSignal: NodeJS.Signals | undefined;
+  let startupSignalAt = 0;
+  const duringStartup = (signal: NodeJS.Signals) => {
+    if (startupSignal !== undefined) {
+      if (Date.now() - startupSignalAt < SAME_SIGNAL_MS) return;
+      console.error(`snapfn: ${signal} again during start-up: exiting now`);
+      process.exit(1);
+    }
+    startupSignal = signal;
+    startupSignalAt = Date.now();
+    console.log(`snapfn: ${signal} during start-up: stopping as soon as it is up`);
+  };
+  process.on('SIGINT', duringStartup);
+  process.on('SIGTERM', duringStartup);
   const snapfn: RunningSnapfn = await startSnapfn({ config, eval: config.eval });
+  process.off('SIGINT', duringStartup);
+  process.off('SIGTERM', duringStartup);
   console.log(`snapfn: gateway listening on ${snapfn.url} (management API: ${config.apiKey ? 'API key required' : 'loopback clients only'})`);
   console.log(`snapfn: queue on ${config.redisUrl ? 'REDIS_URL (shared: deployments published for worker nodes)' : `its own Redis ${snapfn.redisUrl} (data in ${config.home}/redis)`}`);
   for (const fn of await snapfn.store.list()) console.log(`  ${fn.name.padEnd(16)} v${fn.active ?? '-'}  ${snapfn.url}/fn/${fn.name}`);
@@ -90,6 +109,7 @@ async function main(): Promise<void> {
   };
   process.on('SIGINT', stop);
   process.on('SIGTERM', stop);
+  if (startupSignal !== undefined) stop(startupSignal);
 }
 
 /** The longest an invocation running now may still take: the functions' active timeouts, and eval's limit when it is served. */
