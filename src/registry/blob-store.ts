@@ -48,7 +48,17 @@ export class BlobStore {
 
   /** Stores a local file's contents; returns its digest and size. */
   async putFile(file: string): Promise<{ hash: string; size: number }> {
-    return this.#ingest(createReadStream(file), undefined, Number.MAX_SAFE_INTEGER);
+    // Most files of a deploy are already here (uploaded as blobs, or unchanged
+    // since the last version): hash first, write only what is new.
+    const digest = crypto.createHash('sha256');
+    let size = 0;
+    for await (const chunk of createReadStream(file)) {
+      digest.update(chunk as Buffer);
+      size += (chunk as Buffer).length;
+    }
+    const hash = digest.digest('hex');
+    if (await this.has(hash)) return { hash, size };
+    return this.#ingest(createReadStream(file), hash, Number.MAX_SAFE_INTEGER);
   }
 
   /**
