@@ -84,6 +84,28 @@ describe('the queue while Redis is away (real Redis, fake engine)', () => {
     assert.equal(engine.counts().get(waiting), undefined, 'the abandoned sync job never ran');
   });
 
+  test('an enqueue answered 503 while Redis hung is never run when its add lands afterwards', async () => {
+    workers.start('hung');
+    await workers.ready();
+    await queue.waitForResult(await queue.enqueue('hung', job('hung', 'sync'), { waitMs: 10_000 }), 10_000, 'hung');
+    const id = 'hung-late-add';
+    // Stopped, not killed: the connection stays up and the add is delivered when Redis resumes.
+    process.kill(redis.redis.pid, 'SIGSTOP');
+    try {
+      const refused = await timed(queue.enqueue('hung', { ...job('hung', 'async'), invocationId: id }));
+      assert.ok(refused.error instanceof QueueUnavailableError, String(refused.error));
+      assert.ok(queue.isAbandoned(id));
+    } finally {
+      process.kill(redis.redis.pid, 'SIGCONT');
+    }
+    // Withdrawn by the pass once it lands, or refused by the worker if that took it first.
+    await waitFor('the late add to land and be withdrawn or refused', () => !queue.isAbandoned(id), 15_000, 50);
+    await new Promise((r) => setTimeout(r, 500));
+    const after = await queue.status(id, 'hung').catch((err: Error) => err);
+    if (!(after instanceof Error)) assert.deepEqual([after.status, after.error?.code], ['dead', 'queue_timeout']);
+    assert.equal(engine.counts().get(id), undefined, 'the job its caller was told was not queued never ran');
+  });
+
   test('a sync job taken after its caller stopped waiting is not run (queue_timeout); its Idempotency-Key is free again', async () => {
     workers.start('late');
     await workers.ready();

@@ -59,7 +59,7 @@ export interface ProcessorDeps {
   onAttemptFailed?: (event: InvocationAttemptFailedEvent) => void | Promise<void>;
   onError: (err: Error) => void;
   workerId?: string;
-  /** Sync jobs whose caller this node already answered (InvocationQueue.isAbandoned): not run. */
+  /** Jobs whose caller this node already answered 503 (InvocationQueue.isAbandoned): not run. */
   isAbandoned?: (invocationId: string) => boolean;
 }
 
@@ -77,8 +77,8 @@ export async function processInvocationJob(job: Job<InvocationJobData, Invocatio
   const data = parsed.data;
   const invocationId = job.id!;
   // Before any hook or span: the gateway has logged what its caller got.
+  if (deps.isAbandoned?.(invocationId)) throw new CallerGoneError(invocationId, 'abandoned');
   if (data.mode === 'sync') {
-    if (deps.isAbandoned?.(invocationId)) throw new CallerGoneError(invocationId, 'abandoned');
     if (data.expiresAt !== undefined && startedAt > data.expiresAt) throw new CallerGoneError(invocationId, 'expired');
   }
   const attempt = job.attemptsMade + 1;

@@ -20,6 +20,9 @@ export interface RetentionPolicy {
   failedCount: number;
 }
 
+/** How long after a reconnect an abandoned job Redis has never heard of is still expected to land. */
+const UNLANDED_AFTER_MS = 30_000;
+
 export const DEFAULT_RETENTION: RetentionPolicy = {
   completedAgeSeconds: 3600,
   completedCount: 10_000,
@@ -88,9 +91,13 @@ export class InvocationQueue {
   /**
    * Sync jobs whose caller was told `queue_unavailable` while Redis was
    * away: withdrawn when it is back, and never started by this node's
-   * workers meanwhile (isAbandoned). Bounded: the oldest go first.
+   * workers meanwhile (isAbandoned). The same for any job whose enqueue was
+   * answered 503: it may still land after Redis is back (ioredis resends
+   * what was in flight), so an entry Redis does not know yet is looked at
+   * again for a while after the reconnect. Bounded: the oldest go first.
    */
-  readonly #abandoned = new Map<string, string>();
+  readonly #abandoned = new Map<string, { functionName: string; unknownSince?: number }>();
+  #withdrawAgain: NodeJS.Timeout | undefined;
   readonly #offHealth: () => void;
   #withdrawing = false;
   #closed = false;
@@ -108,9 +115,7 @@ export class InvocationQueue {
     };
     this.redis.on('error', (err: Error) => this.#options.onError(err));
     this.health = new RedisHealth(this.redis, options.health);
-    this.#offHealth = this.health.onChange((available) => {
-      if (available) void this.#withdrawAbandoned();
-    });
+    this.#offHealth = this.health.onChange(() => void this.#withdrawAbandoned());
   }
 
   /** The BullMQ queue of a function (shared with Schedules and tests). */
@@ -158,7 +163,7 @@ export class InvocationQueue {
       ...(data.mode === 'sync' && options.waitMs !== undefined ? { expiresAt: enqueuedAt + options.waitMs } : {}),
       ...(Object.keys(carrier).length > 0 ? { trace: carrier } : {}),
     };
-    return this.#redisCall(`enqueue ${functionName}`, async () => {
+    const enqueueing = this.#redisCall(`enqueue ${functionName}`, async () => {
       const queue = this.bullQueue(functionName);
       if (options.idempotencyKey !== undefined && (await this.redis.exists(queue.toKey(id))) === 1) {
         // A sync job whose caller went away before it started never ran: its key is free again.
@@ -171,6 +176,14 @@ export class InvocationQueue {
       // An existing id (a concurrent repeat of the same key) is ignored by BullMQ: same id back.
       const added = await queue.add('invoke', job, { jobId: id, ...this.#jobOptions(data.mode, options) });
       return added.id ?? id;
+    });
+    return enqueueing.then((landed) => {
+      this.#abandoned.delete(landed);
+      return landed;
+    }, (err: unknown) => {
+      // The caller hears 503 (nothing queued) now, but the add may still land: it must not run then.
+      if (err instanceof QueueUnavailableError) this.#abandon(id, functionName);
+      throw err;
     });
   }
 
@@ -190,7 +203,7 @@ export class InvocationQueue {
     return invocationStatus(fn, job, state);
   }
 
-  /** A sync job whose caller this gateway answered `queue_unavailable`: not to be started (see #abandoned). */
+  /** A job whose caller this gateway answered `queue_unavailable`: not to be started (see #abandoned). */
   isAbandoned(invocationId: string): boolean {
     return this.#abandoned.has(invocationId);
   }
@@ -280,6 +293,7 @@ export class InvocationQueue {
     this.#closed = true;
     const reachable = this.health.available;
     this.#offHealth();
+    clearTimeout(this.#withdrawAgain);
     this.health.close();
     const closing = (async () => {
       const events = await Promise.allSettled([...this.#events.values()]);
@@ -369,26 +383,51 @@ export class InvocationQueue {
 
   #abandon(invocationId: string, functionName: string): void {
     if (this.#abandoned.size >= 10_000) this.#abandoned.delete(this.#abandoned.keys().next().value!);
-    this.#abandoned.set(invocationId, functionName);
+    this.#abandoned.set(invocationId, { functionName });
+    // Redis may never have looked away (it was only slow): no reconnect will start the pass.
+    if (this.health.available && !this.#withdrawing) {
+      clearTimeout(this.#withdrawAgain);
+      this.#withdrawAgain = setTimeout(() => void this.#withdrawAbandoned(), 1000);
+      this.#withdrawAgain.unref();
+    }
   }
 
-  /** Redis is back: remove the abandoned jobs that have not started; a running one is left to finish. */
+  /**
+   * Redis is back: remove the abandoned jobs that have not started; a running
+   * one is left to finish. One Redis has not heard of yet is looked at again
+   * until it lands (and is removed) or expires.
+   */
   async #withdrawAbandoned(): Promise<void> {
+    if (!this.health.available) {
+      // Gone again: the next reconnect starts the clock anew.
+      for (const entry of this.#abandoned.values()) delete entry.unknownSince;
+      return;
+    }
     if (this.#withdrawing || this.#closed) return;
     this.#withdrawing = true;
+    clearTimeout(this.#withdrawAgain);
+    let pending = false;
     try {
-      for (const [id, functionName] of [...this.#abandoned]) {
+      for (const [id, entry] of [...this.#abandoned]) {
         if (this.#closed || !this.health.available) break;
-        const done = await this.#redisCall(`withdrawing invocation ${id}`, async () => {
-          const queue = this.bullQueue(functionName);
+        const settled = await this.#redisCall(`withdrawing invocation ${id}`, async () => {
+          const queue = this.bullQueue(entry.functionName);
           const state = await queue.getJobState(id);
           if (state === 'waiting' || state === 'delayed' || state === 'prioritized') await queue.remove(id);
-          return true;
+          if (state !== 'unknown') return true;
+          // What was in flight is resent at the reconnect: unknown for this long, it never reached Redis.
+          entry.unknownSince ??= Date.now();
+          return Date.now() - entry.unknownSince > UNLANDED_AFTER_MS;
         }).catch(() => false);
-        if (done) this.#abandoned.delete(id);
+        if (settled) this.#abandoned.delete(id);
+        else pending = true;
       }
     } finally {
       this.#withdrawing = false;
+    }
+    if (pending && !this.#closed) {
+      this.#withdrawAgain = setTimeout(() => void this.#withdrawAbandoned(), 1000);
+      this.#withdrawAgain.unref();
     }
   }
 }
