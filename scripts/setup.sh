@@ -16,6 +16,24 @@ case "${npm_lifecycle_event:-}" in
   prestart | preworker) ;;
   *) [ -x /usr/bin/chromium ] || need+=(chromium fonts-dejavu-core) ;;
 esac
+# What the sandbox driver needs beyond runsc (SNAPFN_DRIVER, docs/engine.md#drivers): QEMU and the
+# tools that build its guest image (scripts/build-guest.sh) for a qemu node, and for `npm test`, whose
+# driver conformance suite (test/conformance/) runs on QEMU too. `auto` picks QEMU only with hardware KVM.
+# Firecracker has no Debian package: docs/firecracker.md says where its binary and guest images come from.
+want_qemu=
+case "${SNAPFN_DRIVER:-gvisor}" in
+  qemu) want_qemu=1 ;;
+  auto) [ -e /dev/kvm ] && [ ! -e /sys/module/kvm_pvm ] && grep -qwE 'vmx|svm' /proc/cpuinfo && want_qemu=1 ;;
+esac
+case "${npm_lifecycle_event:-}" in pretest | setup) want_qemu=1 ;; esac
+if [ -n "$want_qemu" ]; then
+  command -v qemu-system-x86_64 >/dev/null 2>&1 || need+=(qemu-system-x86)
+  command -v qemu-img >/dev/null 2>&1 || need+=(qemu-utils)
+  command -v mkfs.ext4 >/dev/null 2>&1 || need+=(e2fsprogs)
+  command -v cpio >/dev/null 2>&1 || need+=(cpio)
+  command -v lz4 >/dev/null 2>&1 || need+=(lz4)
+  dpkg -s busybox-static >/dev/null 2>&1 || need+=(busybox-static)
+fi
 if [ ${#need[@]} -gt 0 ]; then
   echo "setup: installing ${need[*]} (apt)" >&2
   export DEBIAN_FRONTEND=noninteractive

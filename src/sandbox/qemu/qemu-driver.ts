@@ -103,9 +103,9 @@ export class QemuDriver implements SandboxDriver {
     return this.#slots.stats();
   }
 
+  /** The guest image of a root filesystem flavor: the same files as gVisor's, plus busybox and the guest init. */
   async #guest(source: Pick<TemplateSource, 'rootfs'>): Promise<GuestImage> {
-    if ((source.rootfs ?? 'base') !== 'base') throw new TemplateBuildError('the qemu driver only has the base root filesystem so far');
-    return ensureGuestImage(this.#home, await ensureRootfs(this.#home, 'base'));
+    return ensureGuestImage(this.#home, await ensureRootfs(this.#home, source.rootfs ?? 'base'));
   }
 
   async templateIdOf(source: TemplateSource): Promise<string> {
@@ -125,8 +125,8 @@ export class QemuDriver implements SandboxDriver {
     const id = await this.templateIdOf(source);
     return this.#templates.getOrBuild(id, async (tmp) => {
       const started = performance.now();
-      // The guest's root filesystem is the base one plus busybox: its libraries are the base rootfs's.
-      await assertNativeLibraries({ functionDir: source.sourceDir, rootfsDir: (await ensureRootfs(this.#home, 'base')).dir });
+      // The guest's root filesystem is the flavor's plus busybox: its libraries are the flavor's.
+      await assertNativeLibraries({ functionDir: source.sourceDir, rootfsDir: (await ensureRootfs(this.#home, source.rootfs ?? 'base')).dir });
       await writeSourceImage(source.sourceDir, path.join(tmp, T.bundle));
       // 'egress' boots with the NIC so that the snapshot has it configured.
       const meta: QemuTemplateMeta = { nic: source.network === 'egress' };
@@ -145,7 +145,8 @@ export class QemuDriver implements SandboxDriver {
         });
         const imageBytes = await allocatedBytes(tmp);
         onProgress('done', { templateId: id, imageBytes });
-        return { driver: this.name, handlerConfig: hello.handlerConfig, buildMs: Math.round(performance.now() - started), imageBytes };
+        const rootfs = source.rootfs ?? 'base';
+        return { driver: this.name, handlerConfig: hello.handlerConfig, buildMs: Math.round(performance.now() - started), imageBytes, ...(rootfs === 'base' ? {} : { rootfs }) };
       } finally {
         await sandbox.destroy();
       }
