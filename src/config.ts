@@ -2,6 +2,7 @@ import os from 'node:os';
 import path from 'node:path';
 import { z } from 'zod';
 import { parseCidr } from './sandbox/network/cidr.ts';
+import { parseSecretsKey, type SecretsKey } from './secrets/envelope.ts';
 
 const MiB = 1024 * 1024;
 
@@ -40,6 +41,14 @@ const PublicUrl = optionalString.pipe(
     .optional(),
 );
 
+/** Never echoed in the message: a mistyped key is still most of a key. */
+const SecretsKeySetting = optionalString.transform((value, ctx) => {
+  if (value === undefined) return undefined;
+  const key = parseSecretsKey(value);
+  if (!key) ctx.addIssue({ code: 'custom', message: 'SNAPFN_SECRETS_KEY must be 32 bytes as base64 (openssl rand -base64 32) or 64 hex digits' });
+  return key;
+});
+
 const EgressEnv = z.object({
   SNAPFN_EGRESS_DENY: cidrList('SNAPFN_EGRESS_DENY'),
   SNAPFN_EGRESS_ALLOW: cidrList('SNAPFN_EGRESS_ALLOW'),
@@ -66,6 +75,7 @@ const Env = EgressEnv.extend({
   SNAPFN_GC_MIN_AGE_MS: intSetting(600_000, 0),
   SNAPFN_EXAMPLES: optionalString.pipe(z.enum(['0', '1', 'true', 'false'], { error: 'SNAPFN_EXAMPLES must be 0, 1, true or false' }).optional()),
   SNAPFN_PUBLIC_URL: PublicUrl,
+  SNAPFN_SECRETS_KEY: SecretsKeySetting,
 });
 
 /**
@@ -119,6 +129,12 @@ export interface SnapfnConfig {
   /** Base of the URLs API views give out (SNAPFN_PUBLIC_URL, no trailing slash); unset: the address the gateway listens on. Never the request's Host. */
   publicUrl: string | undefined;
   egress: EgressPolicy;
+  /**
+   * Seals what leaves the node for Redis (deployment records' secrets, queued
+   * results). Unset: a single node generates one into `<home>/secrets.key`;
+   * worker nodes must have it (see src/secrets/key-source.ts).
+   */
+  secretsKey: SecretsKey | undefined;
   /** Serve POST /v1/eval (builds one eval template per language at start). */
   eval: boolean;
 }
@@ -155,5 +171,6 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): SnapfnConfig {
     examples: e.SNAPFN_EXAMPLES === undefined || e.SNAPFN_EXAMPLES === '1' || e.SNAPFN_EXAMPLES === 'true',
     publicUrl: e.SNAPFN_PUBLIC_URL,
     egress: { deny: e.SNAPFN_EGRESS_DENY, allow: e.SNAPFN_EGRESS_ALLOW },
+    secretsKey: e.SNAPFN_SECRETS_KEY,
   };
 }

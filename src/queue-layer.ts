@@ -10,6 +10,7 @@ import { connectRedis, cutConnections } from './queue/redis-connection.ts';
 import { ResultStream } from './queue/result-stream.ts';
 import { Schedules } from './queue/schedules.ts';
 import type { FunctionStore } from './registry/function-store.ts';
+import type { SecretsKey } from './secrets/envelope.ts';
 import type { SnapfnMetrics } from './telemetry/snapfn-metrics.ts';
 
 export interface QueueLayerOptions {
@@ -23,6 +24,8 @@ export interface QueueLayerOptions {
   engine: InvocationEngine;
   store: FunctionStore;
   maxQueuedPerFunction: number;
+  /** Seals what goes to Redis (secrets of published deployments, responses of queued invocations); see src/secrets/at-rest.ts. */
+  secretsKey?: SecretsKey | undefined;
   metrics?: SnapfnMetrics | undefined;
   log?: (message: string) => void;
   /** Tests shorten retries and stall detection. */
@@ -54,6 +57,7 @@ export function openQueueLayer(options: QueueLayerOptions): QueueLayer {
   const queue = new InvocationQueue({
     redisUrl,
     maxQueued: options.maxQueuedPerFunction,
+    ...(options.secretsKey ? { secretsKey: options.secretsKey } : {}),
     ...(tuning.attempts ? { attempts: tuning.attempts } : {}),
     ...(tuning.backoff ? { backoff: tuning.backoff } : {}),
     onError: (err) => log(`snapfn queue: ${err.message}`),
@@ -67,6 +71,7 @@ export function openQueueLayer(options: QueueLayerOptions): QueueLayer {
     reserveForDirect: Math.min(1, engine.stats().maxSandboxes - 1),
     resolveDeployment: (name, version) => store.resolveDeployment(name, version),
     isAbandoned: (id) => queue.isAbandoned(id),
+    ...(options.secretsKey ? { secretsKey: options.secretsKey } : {}),
     onResult: queueLog.onResult,
     onAttemptFailed: queueLog.onAttemptFailed,
     ...(tuning.lockDurationMs ? { lockDurationMs: tuning.lockDurationMs } : {}),
@@ -77,9 +82,9 @@ export function openQueueLayer(options: QueueLayerOptions): QueueLayer {
     queue,
     schedules: new Schedules(queue),
     workers,
-    ...(options.shared ? { registry: new DeploymentRegistry(queue.redis) } : {}),
+    ...(options.shared ? { registry: new DeploymentRegistry(queue.redis, options.secretsKey) } : {}),
   });
-  const results = options.shared ? readResults(redisUrl, queueLog, log) : undefined;
+  const results = options.shared ? readResults(redisUrl, queueLog, log, options.secretsKey) : undefined;
   options.metrics?.attachQueue(() => functions.depth());
   let closing: Promise<void> | undefined;
   return {
@@ -98,12 +103,12 @@ export function openQueueLayer(options: QueueLayerOptions): QueueLayer {
 }
 
 /** Appends what worker-only nodes ran (they have no invocation log) until closed. */
-function readResults(redisUrl: string, queueLog: QueueLog, log: (message: string) => void): { close(): Promise<void>; cut(): void } {
+function readResults(redisUrl: string, queueLog: QueueLog, log: (message: string) => void, secretsKey: SecretsKey | undefined): { close(): Promise<void>; cut(): void } {
   // Its own connection: XREADGROUP BLOCK holds it.
   const redis: Redis = connectRedis(redisUrl, { name: 'snapfn-results' });
   redis.on('error', () => {}); // the queue's connection reports Redis trouble already
   const abort = new AbortController();
-  const stream = new ResultStream(redis);
+  const stream = new ResultStream(redis, { secretsKey });
   const loop = (async () => {
     while (!abort.signal.aborted) {
       try {

@@ -2,7 +2,7 @@ import { createReadStream } from 'node:fs';
 import fs from 'node:fs/promises';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
-import type { SnapfnConfig } from './config.ts';
+import { ConfigError, type SnapfnConfig } from './config.ts';
 import { PreparedDeploy } from './deploy/deploy-pipeline.ts';
 import { hashDirectory } from './deploy/pack-directory.ts';
 import { reactivateAll } from './deploy/reactivate.ts';
@@ -20,6 +20,9 @@ import { SnapfnMetrics } from './telemetry/snapfn-metrics.ts';
 import { EvalService, evalOptionsFromEnv } from './eval/index.ts';
 import { TemplateCollector } from './gc/template-collector.ts';
 import { TemplateStore } from './sandbox/template/template-store.ts';
+import { checkSecretsKey } from './secrets/key-check.ts';
+import { resolveSecretsKey } from './secrets/key-source.ts';
+import { withDeadline } from './queue/deadline.ts';
 
 export const EXAMPLES_DIR = fileURLToPath(new URL('../functions', import.meta.url));
 
@@ -141,6 +144,9 @@ export async function startSnapfn(options: SnapfnOptions): Promise<RunningSnapfn
     await redis?.close({ graceMs: 2000 });
   };
   try {
+    // Before Redis sees anything: what is sealed must be under a key the node can reproduce.
+    const secrets = await resolveSecretsKey(config.home, config.secretsKey);
+    if (secrets.source === 'generated') log(`  generated the secrets key ${secrets.key.id} in ${secrets.file} (other nodes of this install need it as SNAPFN_SECRETS_KEY)`);
     const useQueue = options.queue !== false;
     if (useQueue && !config.redisUrl) redis = await SupervisedRedis.start({ dir: path.join(config.home, 'redis'), log: (m) => console.error(m) });
     const redisUrl = useQueue ? (config.redisUrl ?? redis!.url) : undefined;
@@ -155,12 +161,20 @@ export async function startSnapfn(options: SnapfnOptions): Promise<RunningSnapfn
         engine: realEngine,
         store,
         maxQueuedPerFunction: config.maxQueuedPerFunction,
+        secretsKey: secrets.key,
         metrics,
         log: (m) => console.error(m),
         ...(options.queue ? options.queue : {}),
       });
     }
     const functions = queue?.functions;
+    if (functions) {
+      // A Redis that is away now is checked by the next start; a wrong key is refused here, not met result by result.
+      await withDeadline('checking the secrets key against Redis', 5000, () => checkSecretsKey(functions.queue.redis, secrets.key)).catch((err: Error) => {
+        if (err instanceof ConfigError) throw err;
+        log(`  could not check the secrets key against Redis: ${err.message}`);
+      });
+    }
     // Also serves each function's queue again: queued work and schedules (kept in Redis) resume.
     for (const r of await reactivateAll({ engine: realEngine, store, queue: functions })) {
       if (r.error) log(`  could not re-activate ${r.name} v${r.version}: ${r.error}`);

@@ -5,8 +5,10 @@ import http from 'node:http';
 import { z } from 'zod';
 import { ConfigError, loadConfig } from './config.ts';
 import { createEngine } from './orchestrator/index.ts';
+import { closeConnections, connectRedis } from './queue/redis-connection.ts';
 import { linkTemplateStore } from './queue/shared-templates.ts';
 import { WorkerNode } from './queue/worker-node.ts';
+import { checkSecretsKey } from './secrets/key-check.ts';
 
 const WorkerEnv = z.object({
   REDIS_URL: z.string({ error: 'REDIS_URL is required in worker mode (redis://[:password@]host:port or rediss:// for TLS)' }).regex(/^rediss?:\/\//, 'REDIS_URL must start with redis:// or rediss://'),
@@ -22,13 +24,23 @@ async function main(): Promise<void> {
   if (!parsed.success) throw new ConfigError(parsed.error.issues.map((i) => i.message).join('; '));
   const env = parsed.data;
   const config = loadConfig();
+  // Deployments' secrets reach this node sealed; without the gateways' key it could run none of them.
+  const secretsKey = config.secretsKey;
+  if (!secretsKey) throw new ConfigError("SNAPFN_SECRETS_KEY is required in worker mode: the gateways' key (their SNAPFN_SECRETS_KEY, or the SNAPFN_HOME/secrets.key a single gateway generated)");
+  const redis = connectRedis(env.REDIS_URL, { name: 'snapfn-key-check' });
+  redis.on('error', () => {});
+  try {
+    await checkSecretsKey(redis, secretsKey);
+  } finally {
+    await closeConnections(redis);
+  }
 
   await linkTemplateStore(config.home, env.SNAPFN_TEMPLATE_STORE);
   const engine = await createEngine({ home: config.home, maxSandboxes: config.maxSandboxes, poolSize: config.poolSize, maxBodyBytes: config.maxBodyBytes });
-  const node = new WorkerNode({ redisUrl: env.REDIS_URL, engine, pollMs: env.SNAPFN_WORKER_POLL_MS, log });
+  const node = new WorkerNode({ redisUrl: env.REDIS_URL, engine, pollMs: env.SNAPFN_WORKER_POLL_MS, secretsKey, log });
   await node.start();
   const health = env.SNAPFN_WORKER_HEALTH_PORT === undefined ? undefined : await serveHealth(env.SNAPFN_WORKER_HEALTH_PORT, node, engine);
-  log(`taking queued invocations (home ${config.home}, ${config.maxSandboxes} sandboxes, templates ${env.SNAPFN_TEMPLATE_STORE}${health ? `, health on :${env.SNAPFN_WORKER_HEALTH_PORT}` : ''})`);
+  log(`taking queued invocations (home ${config.home}, ${config.maxSandboxes} sandboxes, secrets key ${secretsKey.id}, templates ${env.SNAPFN_TEMPLATE_STORE}${health ? `, health on :${env.SNAPFN_WORKER_HEALTH_PORT}` : ''})`);
 
   let firstSignalAt: number | undefined;
   let forcing = false;

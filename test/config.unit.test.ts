@@ -26,6 +26,7 @@ describe('loadConfig', () => {
       eval: true,
       publicUrl: undefined,
       egress: { deny: [], allow: [] },
+      secretsKey: undefined,
     });
   });
 

@@ -8,7 +8,8 @@ import os from 'node:os';
 import path from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import { loadConfig } from '../src/config.ts';
-import { DeploymentRegistry } from '../src/queue/deployment-registry.ts';
+import { DeploymentRegistry, deploymentKey } from '../src/queue/deployment-registry.ts';
+import { resolveSecretsKey } from '../src/secrets/key-source.ts';
 import { connectRedis, startLocalRedis } from '../src/queue/redis-server.ts';
 import { ResultStream } from '../src/queue/result-stream.ts';
 import type { InvocationLogEntry } from '../src/schemas/api.ts';
@@ -117,10 +118,14 @@ describe('startSnapfn with the queue', () => {
     assert.equal(deployed.json.type, 'result');
     const redis = connectRedis(shared.redis.url);
     try {
-      const registry = new DeploymentRegistry(redis);
+      // The record holds the secret sealed; a node with the gateway's key opens it in memory.
+      const raw = (await redis.get(deploymentKey('published', 1)))!;
+      assert.ok(!raw.includes('sekrit-token-77') && JSON.parse(raw).sealedSecrets.startsWith('snapfn-sealed.v1.'), raw);
+      const registry = new DeploymentRegistry(redis, (await resolveSecretsKey(home, undefined)).key);
       const record = await registry.get('published', 'active');
       assert.equal(record.version, 1);
       assert.equal(record.env.TOKEN, 'sekrit-token-77');
+      await assert.rejects(new DeploymentRegistry(redis).get('published', 'active'), /no secrets key/);
       // Re-activation (the earlier functions of this home) published those too.
       assert.equal((await registry.active()).get('ticker'), 1);
 

@@ -10,6 +10,8 @@ export interface Deployment {
   config: FunctionConfig;
   /** Env vars and secrets merged; delivered per invocation, never baked into a template. */
   env: Record<string, string>;
+  /** Which names in `env` are secrets: redacted from what the invocation leaves behind, sealed in Redis. */
+  secretNames?: string[];
 }
 
 export interface PhaseTimings {

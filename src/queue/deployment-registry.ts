@@ -3,14 +3,16 @@ import { z } from 'zod';
 import { NotFoundError } from '../errors.ts';
 import type { Deployment } from '../orchestrator/types.ts';
 import { EnvVars, FunctionConfig, FunctionName } from '../schemas/function-config.ts';
+import type { SecretsKey } from '../secrets/envelope.ts';
 import { KEY_PREFIX } from './job-data.ts';
 
 /*
  * How a worker-only node learns what to run: the gateway (which owns the
  * function store) publishes each deployment it serves as a small JSON record
- * in Redis, and the name -> active version map. Env vars and secrets travel
- * in that record, so Redis must be protected like the store itself (AUTH,
- * TLS, network policy): see docs/scale-out.md.
+ * in Redis, and the name -> active version map. Env vars travel in clear;
+ * secrets sealed under the secrets key (AES-256-GCM, bound to the record's
+ * function and version), opened in memory by the node that runs the job.
+ * See docs/scale-out.md.
  */
 
 const DeploymentRecord = z.object({
@@ -18,8 +20,15 @@ const DeploymentRecord = z.object({
   version: z.number().int().positive(),
   templateId: z.string().min(1),
   config: FunctionConfig,
+  /** The plain env vars only, in records with `sealedSecrets`; env and secrets merged in records of older gateways. */
   env: EnvVars,
+  secretNames: z.array(z.string()).optional(),
+  /** `{ NAME: value }` of the secrets, sealed (src/secrets/envelope.ts). */
+  sealedSecrets: z.string().optional(),
 });
+type DeploymentRecord = z.infer<typeof DeploymentRecord>;
+
+const SecretValues = z.record(z.string(), z.string());
 
 /** Superseded versions linger this long for jobs that pinned them while queued. */
 const SUPERSEDED_TTL_SECONDS = 24 * 3600;
@@ -32,15 +41,17 @@ export const ACTIVE_DEPLOYMENTS_KEY = `${KEY_PREFIX}:deployments:active`;
 
 export class DeploymentRegistry {
   readonly #redis: Redis;
+  readonly #secretsKey: SecretsKey | undefined;
 
-  /** `redis` stays the caller's: the registry never closes it. */
-  constructor(redis: Redis) {
+  /** `redis` stays the caller's: the registry never closes it. Without `secretsKey` it can neither publish nor read a deployment with secrets. */
+  constructor(redis: Redis, secretsKey?: SecretsKey) {
     this.#redis = redis;
+    this.#secretsKey = secretsKey;
   }
 
   /** Publishes a deployment; `activate` (default) also makes it the version scheduled runs and workers pick. */
   async publish(deployment: Deployment, options: { activate?: boolean } = {}): Promise<void> {
-    const record = DeploymentRecord.parse(deployment);
+    const record = this.#sealed(deployment);
     const previous = await this.#redis.hget(ACTIVE_DEPLOYMENTS_KEY, record.name);
     const tx = this.#redis.multi().set(deploymentKey(record.name, record.version), JSON.stringify(record));
     if (options.activate ?? true) {
@@ -56,7 +67,7 @@ export class DeploymentRegistry {
     if (v === undefined) throw new NotFoundError(`function ${name} has no active deployment`);
     const raw = await this.#redis.get(deploymentKey(name, v));
     if (raw === null) throw new NotFoundError(`deployment ${name} v${v} is not published`);
-    return DeploymentRecord.parse(JSON.parse(raw));
+    return this.#opened(DeploymentRecord.parse(JSON.parse(raw)));
   }
 
   async activeVersion(name: string): Promise<number | undefined> {
@@ -111,8 +122,32 @@ export class DeploymentRegistry {
     await tx.exec();
   }
 
+  #sealed(deployment: Deployment): DeploymentRecord {
+    const { secretNames = [], ...rest } = deployment;
+    const base = DeploymentRecord.parse(rest);
+    if (secretNames.length === 0) return base;
+    if (!this.#secretsKey) throw new Error(`publishing ${deployment.name} v${deployment.version}: its secrets can only be published sealed, and no secrets key was given`);
+    const secret = new Set(secretNames);
+    const env = Object.fromEntries(Object.entries(rest.env).filter(([k]) => !secret.has(k)));
+    const values = Object.fromEntries(Object.entries(rest.env).filter(([k]) => secret.has(k)));
+    return { ...base, env, secretNames: [...secretNames].sort(), sealedSecrets: this.#secretsKey.seal(JSON.stringify(values), recordContext(base.name, base.version)) };
+  }
+
+  /** In memory only: the opened secrets are never written back anywhere. */
+  #opened(record: DeploymentRecord): Deployment {
+    const { sealedSecrets, secretNames, ...rest } = record;
+    if (sealedSecrets === undefined) return rest;
+    if (!this.#secretsKey) throw new Error(`deployment ${record.name} v${record.version} has sealed secrets and this node has no secrets key (SNAPFN_SECRETS_KEY)`);
+    const values = SecretValues.parse(JSON.parse(this.#secretsKey.open(sealedSecrets, recordContext(record.name, record.version)).toString('utf8')));
+    return { ...rest, env: { ...rest.env, ...values }, secretNames: secretNames ?? Object.keys(values).sort() };
+  }
+
   /** A `resolveDeployment` for InvocationWorkers. */
   resolver(): (name: string, version: number | 'active') => Promise<Deployment> {
     return (name, version) => this.get(name, version);
   }
+}
+
+function recordContext(name: string, version: number): string {
+  return `snapfn deployment ${name} v${version}`;
 }

@@ -4,6 +4,8 @@ import { UnrecoverableError, type Job } from 'bullmq';
 import { NotFoundError, SnapfnError } from '../errors.ts';
 import type { Deployment, InvocationEngine } from '../orchestrator/types.ts';
 import { zodMessage } from '../schemas/zod-message.ts';
+import { redactOutcome, sealResult } from '../secrets/at-rest.ts';
+import type { SecretsKey } from '../secrets/envelope.ts';
 import { CallerGoneError, EngineRefusedError, InvocationFailedError } from './errors.ts';
 import { InvocationJobData, type InvocationJobResult, type InvocationMode } from './job-data.ts';
 
@@ -61,6 +63,8 @@ export interface ProcessorDeps {
   workerId?: string;
   /** Jobs whose caller this node already answered 503 (InvocationQueue.isAbandoned): not run. */
   isAbandoned?: (invocationId: string) => boolean;
+  /** Seals the response in the return value Redis keeps (src/secrets/at-rest.ts); without it the response is stored as is. */
+  secretsKey?: SecretsKey;
 }
 
 export const DEFAULT_WORKER_ID = `${os.hostname()}:${process.pid}`;
@@ -105,7 +109,10 @@ export async function processInvocationJob(job: Job<InvocationJobData, Invocatio
       const deployment = await resolve(deps.resolveDeployment, data.deployment.name, data.deployment.version);
       version = deployment.version;
       span.setAttribute('fn.version', deployment.version);
-      const { outcome, timings } = await deps.engine.invoke(deployment, data.request, { invocationId });
+      const invoked = await deps.engine.invoke(deployment, data.request, { invocationId });
+      // Before anything keeps it (hooks, failed reason, span, return value): no secret value reaches Redis.
+      const outcome = redactOutcome(deployment, invoked.outcome);
+      const { timings } = invoked;
       const result: InvocationJobResult = { outcome, timings: { ...timings, queueWaitMs }, attempt, worker: deps.workerId ?? DEFAULT_WORKER_ID, version: deployment.version };
       const throwIt = !outcome.ok && data.mode !== 'sync';
       const willRetry = throwIt && attempt < maxAttempts;
@@ -115,7 +122,7 @@ export async function processInvocationJob(job: Job<InvocationJobData, Invocatio
       }
       if (!outcome.ok) span.setStatus({ code: SpanStatusCode.ERROR, message: outcome.error.code });
       if (throwIt && !outcome.ok) throw new InvocationFailedError(outcome.error);
-      return result;
+      return deps.secretsKey ? sealResult(deps.secretsKey, invocationId, result) : result;
     } catch (err) {
       span.setStatus({ code: SpanStatusCode.ERROR, message: (err as Error).message });
       if (!outcomeReported && deps.onAttemptFailed) {

@@ -10,6 +10,8 @@ import { invocationStatus } from './invocation-status.ts';
 import { KEY_PREFIX, queueName, type InvocationJobData, type InvocationJobResult, type InvocationStatus } from './job-data.ts';
 import { closeConnections, connectRedis, cutConnections, settleWithin } from './redis-connection.ts';
 import { RedisHealth, type RedisHealthOptions } from './redis-health.ts';
+import { openResult } from '../secrets/at-rest.ts';
+import type { SecretsKey } from '../secrets/envelope.ts';
 
 export interface RetentionPolicy {
   /** Finished jobs are the status API and the idempotency memory: keep them an hour. */
@@ -54,6 +56,8 @@ export interface InvocationQueueOptions {
    */
   unavailableGraceMs?: number;
   health?: RedisHealthOptions;
+  /** Opens the responses workers sealed (src/secrets/at-rest.ts) when a caller collects them. */
+  secretsKey?: SecretsKey;
   /** BullMQ connection errors (they repeat while Redis is down: log, don't throw). */
   onError?: (err: Error) => void;
 }
@@ -99,6 +103,7 @@ export class InvocationQueue {
   readonly #abandoned = new Map<string, { functionName: string; unknownSince?: number }>();
   #withdrawAgain: NodeJS.Timeout | undefined;
   readonly #offHealth: () => void;
+  readonly #secretsKey: SecretsKey | undefined;
   #withdrawing = false;
   #closed = false;
 
@@ -113,6 +118,7 @@ export class InvocationQueue {
       unavailableGraceMs: options.unavailableGraceMs ?? 1500,
       onError: options.onError ?? ((err) => console.error(`snapfn queue: ${err.message}`)),
     };
+    this.#secretsKey = options.secretsKey;
     this.redis.on('error', (err: Error) => this.#options.onError(err));
     this.health = new RedisHealth(this.redis, options.health);
     this.#offHealth = this.health.onChange(() => void this.#withdrawAbandoned());
@@ -200,7 +206,8 @@ export class InvocationQueue {
     const queue = this.bullQueue(fn);
     const [state, job] = await this.#redisCall(`reading invocation ${invocationId}`, async () => [await queue.getJobState(invocationId), await queue.getJob(invocationId)] as const);
     if (!job || state === 'unknown') throw new NotFoundError(`no invocation ${invocationId} of ${fn} (unknown, or past its retention)`);
-    return invocationStatus(fn, job, state);
+    const status = invocationStatus(fn, job, state);
+    return status.result ? { ...status, result: this.#open(invocationId, status.result) } : status;
   }
 
   /** A job whose caller this gateway answered `queue_unavailable`: not to be started (see #abandoned). */
@@ -225,7 +232,7 @@ export class InvocationQueue {
     // The loser of the race must not become an unhandled rejection.
     waiting.catch(() => {});
     try {
-      return await Promise.race([waiting, watch.lost]);
+      return this.#open(invocationId, await Promise.race([waiting, watch.lost]));
     } catch (err) {
       if (err instanceof QueueUnavailableError) this.#abandon(invocationId, fn);
       throw err;
@@ -309,6 +316,15 @@ export class InvocationQueue {
   /** Ends every connection now (a forced shutdown): whatever waits on Redis fails. close() still ends the rest. */
   cut(): void {
     cutConnections(this.redis);
+  }
+
+  /** A sealed response that does not open is an error for its caller, never another body. */
+  #open(invocationId: string, result: InvocationJobResult): InvocationJobResult {
+    try {
+      return openResult(this.#secretsKey, invocationId, result);
+    } catch (err) {
+      throw new SnapfnError('sealed_result', 500, `the result of ${invocationId} could not be opened: ${(err as Error).message}`);
+    }
   }
 
   #jobOptions(mode: 'sync' | 'async', options: EnqueueOptions): JobsOptions {

@@ -1,6 +1,7 @@
 import { Worker } from 'bullmq';
 import type { Redis } from 'ioredis';
 import type { InvocationEngine } from '../orchestrator/types.ts';
+import type { SecretsKey } from '../secrets/envelope.ts';
 import { ConcurrencyGovernor } from './concurrency-governor.ts';
 import { DEFAULT_WORKER_ID, processInvocationJob, type InvocationAttemptFailedEvent, type InvocationResultEvent, type ResolveDeployment } from './invocation-processor.ts';
 import { KEY_PREFIX, queueName, type InvocationJobData, type InvocationJobResult } from './job-data.ts';
@@ -30,6 +31,8 @@ export interface InvocationWorkersOptions {
   workerId?: string;
   /** Sync jobs this node's gateway already answered (InvocationQueue.isAbandoned): failed without running. */
   isAbandoned?: (invocationId: string) => boolean;
+  /** Seals the responses Redis keeps (see ProcessorDeps.secretsKey). */
+  secretsKey?: SecretsKey;
   /**
    * close(): once no job has been inside the engine for this long, what the
    * close still waits for is Redis (results, locks, BullMQ's own closes):
@@ -96,6 +99,7 @@ export class InvocationWorkers {
               onError: this.#options.onError,
               workerId: this.workerId,
               ...(this.#options.isAbandoned ? { isAbandoned: this.#options.isAbandoned } : {}),
+              ...(this.#options.secretsKey ? { secretsKey: this.#options.secretsKey } : {}),
             });
           } finally {
             fw.processed++;

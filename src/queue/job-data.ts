@@ -61,6 +61,8 @@ export interface InvocationJobResult {
   worker: string;
   /** The version that ran (schedule runs resolve 'active' when they start); absent in results of older workers. */
   version?: number;
+  /** The response, sealed under the secrets key (src/secrets/at-rest.ts); `outcome.response` then holds only its status. */
+  sealedResponse?: string;
 }
 
 

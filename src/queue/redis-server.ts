@@ -48,7 +48,9 @@ export interface LocalRedis {
 }
 
 export async function startLocalRedis(options: LocalRedisOptions): Promise<LocalRedis> {
-  await fs.mkdir(options.dir, { recursive: true });
+  // The AOF holds job data and results: owner only, in a directory made by an older snapfn too.
+  await fs.mkdir(options.dir, { recursive: true, mode: 0o700 });
+  await fs.chmod(options.dir, 0o700);
   await stopStaleServer(options.dir);
   // Picking a free port and binding it are two steps; another process can win
   // the race, in which case redis-server exits at once and we pick again.
@@ -200,7 +202,14 @@ async function launch(dir: string, port: number, startTimeoutMs: number): Promis
   // before the node has closed its queues (Redis is closed last).
   const wrapper = parentDeathTether();
   const command = wrapper ? [...wrapper, 'redis-server', ...args] : ['redis-server', ...args];
-  const child = spawn(command[0]!, command.slice(1), { stdio: ['ignore', 'ignore', 'pipe'], detached: true });
+  // redis-server creates its AOF, log and pid files under the umask it inherits: 0600, not 0644.
+  const umask = process.umask(0o077);
+  let child: ChildProcess;
+  try {
+    child = spawn(command[0]!, command.slice(1), { stdio: ['ignore', 'ignore', 'pipe'], detached: true });
+  } finally {
+    process.umask(umask);
+  }
   if (!wrapper && child.pid !== undefined) startWatchdog(child.pid);
   let stderr = '';
   child.stderr?.on('data', (chunk: Buffer) => {

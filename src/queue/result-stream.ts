@@ -1,4 +1,6 @@
 import type { Redis } from 'ioredis';
+import { openResult, sealResult } from '../secrets/at-rest.ts';
+import type { SecretsKey } from '../secrets/envelope.ts';
 import type { InvocationResultEvent } from './invocation-processor.ts';
 import { KEY_PREFIX } from './job-data.ts';
 
@@ -8,6 +10,8 @@ import { KEY_PREFIX } from './job-data.ts';
  * included) to a Redis stream, and the gateway appends what it reads. A
  * consumer group makes each entry land once however many gateways read.
  * Capped: if no gateway reads for a long time, the oldest entries go.
+ * With a secrets key the response in each entry is sealed (the gateway
+ * only counts its bytes for the log), like in the job's return value.
  */
 
 export const RESULT_STREAM_KEY = `${KEY_PREFIX}:invocation-results`;
@@ -16,15 +20,18 @@ const MAX_ENTRIES = 100_000;
 export class ResultStream {
   readonly #redis: Redis;
   readonly #key: string;
+  readonly #secretsKey: SecretsKey | undefined;
 
   /** `redis` stays the caller's. Reading blocks its connection: give `consume` a dedicated one. */
-  constructor(redis: Redis, key = RESULT_STREAM_KEY) {
+  constructor(redis: Redis, options: { key?: string; secretsKey?: SecretsKey | undefined } = {}) {
     this.#redis = redis;
-    this.#key = key;
+    this.#key = options.key ?? RESULT_STREAM_KEY;
+    this.#secretsKey = options.secretsKey;
   }
 
   async publish(event: InvocationResultEvent): Promise<void> {
-    await this.#redis.xadd(this.#key, 'MAXLEN', '~', String(MAX_ENTRIES), '*', 'event', JSON.stringify(event));
+    const stored = this.#secretsKey ? { ...event, result: sealResult(this.#secretsKey, event.invocationId, event.result) } : event;
+    await this.#redis.xadd(this.#key, 'MAXLEN', '~', String(MAX_ENTRIES), '*', 'event', JSON.stringify(stored));
   }
 
   /**
@@ -46,12 +53,16 @@ export class ResultStream {
       for (const [id, fields] of entries) {
         const json = fields[fields.indexOf('event') + 1];
         try {
-          if (json) await handle(JSON.parse(json) as InvocationResultEvent);
+          if (json) await handle(this.#opened(JSON.parse(json) as InvocationResultEvent));
           await this.#redis.xack(this.#key, group, id);
         } catch {
           // Left pending: redelivered when a consumer of this name starts again.
         }
       }
     }
+  }
+
+  #opened(event: InvocationResultEvent): InvocationResultEvent {
+    return { ...event, result: openResult(this.#secretsKey, event.invocationId, event.result) };
   }
 }

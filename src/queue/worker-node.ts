@@ -1,5 +1,6 @@
 import type { Redis } from 'ioredis';
 import type { InvocationEngine } from '../orchestrator/types.ts';
+import type { SecretsKey } from '../secrets/envelope.ts';
 import { DeploymentRegistry } from './deployment-registry.ts';
 import { InvocationWorkers } from './invocation-worker.ts';
 import { closeConnections, connectRedis, cutConnections, settleWithin } from './redis-connection.ts';
@@ -11,6 +12,8 @@ export interface WorkerNodeOptions {
   /** How often to look for functions deployed or deleted since (the registry is polled, not pushed). */
   pollMs?: number;
   workerId?: string;
+  /** Opens the deployments' secrets, seals the results this node sends back (the gateways' key). */
+  secretsKey?: SecretsKey;
   log?: (message: string) => void;
 }
 
@@ -38,14 +41,15 @@ export class WorkerNode {
     this.#pollMs = options.pollMs ?? 2000;
     this.#redis = connectRedis(options.redisUrl, { name: 'snapfn-worker-node' });
     this.#redis.on('error', () => {}); // reported through the workers' onError, once is enough
-    this.#registry = new DeploymentRegistry(this.#redis);
-    const results = new ResultStream(this.#redis);
+    this.#registry = new DeploymentRegistry(this.#redis, options.secretsKey);
+    const results = new ResultStream(this.#redis, { secretsKey: options.secretsKey });
     this.workers = new InvocationWorkers({
       redisUrl: options.redisUrl,
       engine: options.engine,
       resolveDeployment: this.#registry.resolver(),
       onResult: (event) => results.publish(event),
       reserveForDirect: 0,
+      ...(options.secretsKey ? { secretsKey: options.secretsKey } : {}),
       ...(options.workerId ? { workerId: options.workerId } : {}),
       onError: (err) => this.#log(err.message),
     });

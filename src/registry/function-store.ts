@@ -74,6 +74,8 @@ export class FunctionStore {
   static async open(home: string, options: FunctionStoreOptions = {}): Promise<FunctionStore> {
     const root = path.join(home, 'functions');
     await fs.mkdir(root, { recursive: true, mode: PRIVATE_DIR_MODE });
+    // Versions, secrets and invocation logs are under it: closed to others, also in a home an older snapfn made.
+    await fs.chmod(root, PRIVATE_DIR_MODE);
     const logs = new InvocationLog((name) => path.join(root, checkedName(name), 'logs'), { maxBytes: options.maxLogBytes });
     const blobs = new BlobStore(path.join(home, 'blobs'));
     return new FunctionStore(root, logs, blobs, new SourceStore(path.join(home, 'sources'), blobs));
@@ -126,8 +128,7 @@ export class FunctionStore {
   }
 
   async deploymentOf(name: string, version: VersionRecord): Promise<Deployment> {
-    const secrets = await this.secretsOf(name, version.version);
-    return { name, version: version.version, templateId: version.templateId, config: version.config, env: { ...version.env, ...secrets } };
+    return deploymentFrom(name, version, await this.secretsOf(name, version.version));
   }
 
   /**
@@ -171,7 +172,7 @@ export class FunctionStore {
     const dir = this.#dir(name);
     const now = new Date().toISOString();
     await fs.mkdir(path.join(dir, 'versions'), { recursive: true, mode: PRIVATE_DIR_MODE });
-    await fs.mkdir(path.join(dir, 'logs'), { recursive: true });
+    await fs.mkdir(path.join(dir, 'logs'), { recursive: true, mode: PRIVATE_DIR_MODE });
     const fn = (await this.get(name)) ?? { name, active: null, createdAt: now, updatedAt: now };
     const existing = await this.versions(name);
     const number = (existing.at(-1)?.version ?? 0) + 1;
@@ -236,12 +237,7 @@ export class FunctionStore {
     const version = await this.version(name, fn.active);
     if (!version) throw new NotFoundError(`${name} points at version ${fn.active}, which does not exist`);
     const secrets = await this.secretsOf(name, version.version);
-    return {
-      fn,
-      version,
-      deployment: { name, version: version.version, templateId: version.templateId, config: version.config, env: { ...version.env, ...secrets } },
-      secretValues: Object.values(secrets),
-    };
+    return { fn, version, deployment: deploymentFrom(name, version, secrets), secretValues: Object.values(secrets) };
   }
 
   async #readSecrets(name: string): Promise<SecretsFile> {
@@ -252,6 +248,11 @@ export class FunctionStore {
   #dir(name: string): string {
     return path.join(this.root, checkedName(name));
   }
+}
+
+function deploymentFrom(name: string, version: VersionRecord, secrets: Record<string, string>): Deployment {
+  const secretNames = Object.keys(secrets).sort();
+  return { name, version: version.version, templateId: version.templateId, config: version.config, env: { ...version.env, ...secrets }, ...(secretNames.length > 0 ? { secretNames } : {}) };
 }
 
 /** Names become directory names: anything outside FunctionName never reaches the file system. */

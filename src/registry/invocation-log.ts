@@ -8,6 +8,8 @@ export interface InvocationLogOptions {
   maxBytes?: number | undefined;
 }
 
+/** The log holds what handlers printed and threw (redacted of secrets, still the handler's data): owner only. */
+const FILE_MODE = 0o600;
 const CURRENT = 'invocations.jsonl';
 const PREVIOUS = 'invocations.1.jsonl';
 const DEFAULT_MAX_BYTES = 1024 * 1024;
@@ -142,7 +144,9 @@ export class InvocationLog {
     const open = this.#files.get(name);
     if (open) return open;
     // 'a' creates the file in an existing directory; a deleted function's directory is gone: ENOENT.
-    const handle = await fs.open(path.join(dir, CURRENT), 'a');
+    const handle = await fs.open(path.join(dir, CURRENT), 'a', FILE_MODE);
+    // A log created by an older snapfn (0644) is closed to others too.
+    await handle.chmod(FILE_MODE);
     const file = { handle, size: (await handle.stat()).size };
     this.#files.set(name, file);
     return file;
