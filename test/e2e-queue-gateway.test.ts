@@ -213,7 +213,8 @@ describe('e2e: queue through the gateway (child process, real engine, real Redis
     const workerHome = await tempHome('e2e-queue-worker');
     const healthPort = await freePort();
     const fn = spawn(process.execPath, [FN_BIN, 'worker', '--redis-url', redis.redis.url, '--template-store', path.join(home, 'templates'), '--health-port', String(healthPort), '--home', workerHome], {
-      env: { ...process.env, SNAPFN_MAX_SANDBOXES: '2', SNAPFN_POOL_SIZE: '0', SNAPFN_WORKER_POLL_MS: '200' },
+      // The key the gateway generated into its home (no SNAPFN_SECRETS_KEY there): every node needs the same.
+      env: { ...process.env, SNAPFN_SECRETS_KEY: (await fs.readFile(path.join(home, 'secrets.key'), 'utf8')).trim(), SNAPFN_MAX_SANDBOXES: '2', SNAPFN_POOL_SIZE: '0', SNAPFN_WORKER_POLL_MS: '200' },
       stdio: ['ignore', 'pipe', 'pipe'],
     });
     let output = '';

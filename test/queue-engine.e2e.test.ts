@@ -15,6 +15,7 @@ import { InvocationQueue } from '../src/queue/invocation-queue.ts';
 import { InvocationWorkers, type InvocationResultEvent } from '../src/queue/invocation-worker.ts';
 import { connectRedis } from '../src/queue/redis-server.ts';
 import { ResultStream } from '../src/queue/result-stream.ts';
+import { SecretsKey } from '../src/secrets/envelope.ts';
 import { bodyJson, deployFixture, get, tempHome, type TestEngine } from './support/engine.ts';
 import { leftovers } from './support/leaks.ts';
 import { startTestRedis, waitFor, type TestRedis } from './support/redis.ts';
@@ -94,9 +95,12 @@ describe('queue through the real engine', () => {
     await workers.stop('hello');
     const workerHome = await tempHome('worker-node');
     const healthPort = await freePort();
+    // The worker seals the results it sends back: the reader below needs the same key.
+    const secretsKey = SecretsKey.generate();
     const child = spawn(process.execPath, ['--import', 'tsx', WORKER_ENTRY], {
       env: {
         ...process.env,
+        SNAPFN_SECRETS_KEY: secretsKey.toBase64(),
         REDIS_URL: redis.redis.url,
         SNAPFN_HOME: workerHome,
         SNAPFN_TEMPLATE_STORE: path.join(home, 'templates'),
@@ -113,7 +117,7 @@ describe('queue through the real engine', () => {
     const results = connectRedis(redis.redis.url);
     const abort = new AbortController();
     const streamed: InvocationResultEvent[] = [];
-    const consuming = new ResultStream(results).consume('test-gateway', 'reader-1', async (e) => void streamed.push(e), abort.signal, 200);
+    const consuming = new ResultStream(results, { secretsKey }).consume('test-gateway', 'reader-1', async (e) => void streamed.push(e), abort.signal, 200);
     try {
       await waitFor(`the worker's health endpoint (${stderr})`, async () => (await fetch(`http://127.0.0.1:${healthPort}/healthz`).catch(() => undefined))?.ok === true, 60_000, 200);
       const health = (await (await fetch(`http://127.0.0.1:${healthPort}/healthz`)).json()) as { functions: number; engine: { maxSandboxes: number } };

@@ -37,6 +37,8 @@ export interface FunctionStoreOptions {
 }
 
 const SECRETS_MODE = 0o600;
+/** Records of a function (its env values included): as private as the directory they are in. */
+const PRIVATE_FILE_MODE = 0o600;
 const PRIVATE_DIR_MODE = 0o700;
 
 /**
@@ -197,8 +199,8 @@ export class FunctionStore {
       await writeFileAtomic(path.join(dir, 'secrets.json'), JSON.stringify(secrets), { mode: SECRETS_MODE });
     }
     // `wx`: two writers racing for one number is a bug the lock should have prevented; fail loudly.
-    await fs.writeFile(path.join(dir, 'versions', `${number}.json`), JSON.stringify(record, null, 2), { flag: 'wx' });
-    if (!(await this.get(name))) await writeFileAtomic(path.join(dir, 'function.json'), JSON.stringify(fn, null, 2));
+    await fs.writeFile(path.join(dir, 'versions', `${number}.json`), JSON.stringify(record, null, 2), { flag: 'wx', mode: PRIVATE_FILE_MODE });
+    if (!(await this.get(name))) await writeFileAtomic(path.join(dir, 'function.json'), JSON.stringify(fn, null, 2), { mode: PRIVATE_FILE_MODE });
     this.#serving.delete(name);
     return record;
   }
@@ -208,7 +210,7 @@ export class FunctionStore {
     const fn = await this.require(name);
     if (!(await this.version(name, version))) throw new NotFoundError(`${name} has no version ${version}`);
     const updated: FunctionRecord = { ...fn, active: version, updatedAt: new Date().toISOString() };
-    await writeFileAtomic(path.join(this.#dir(name), 'function.json'), JSON.stringify(updated, null, 2));
+    await writeFileAtomic(path.join(this.#dir(name), 'function.json'), JSON.stringify(updated, null, 2), { mode: PRIVATE_FILE_MODE });
     this.#serving.delete(name);
     return updated;
   }
