@@ -7,6 +7,9 @@ import type { ProgressFn, ResumeOptions, Sandbox, SandboxDriver, Template, Templ
 import { EnvdListener } from '../envd/envd-listener.ts';
 import { assertRestoredCleanly } from '../envd/envd-connection.ts';
 import { NetworkSlotPool } from '../network/network-slot-pool.ts';
+import { LiveSandboxes } from '../lifecycle/live-sandboxes.ts';
+import { traced } from '../lifecycle/spans.ts';
+import { buildTemplate } from '../lifecycle/template-builder.ts';
 import { TemplateStore } from '../template/template-store.ts';
 import { UffdPageServer } from '../uffd/uffd-page-server.ts';
 import { recordWorkingSet, workingSetPath } from '../uffd/working-set.ts';
@@ -70,7 +73,7 @@ export class FirecrackerDriver implements SandboxDriver {
   readonly #options: Required<Omit<FirecrackerDriverOptions, 'binary'>> & { binary: string };
   readonly #templates: TemplateStore;
   readonly #slots: NetworkSlotPool;
-  readonly #live = new Set<FirecrackerSandbox>();
+  readonly #sandboxes = new LiveSandboxes<FirecrackerSandbox>();
   #imageHash: Promise<string> | undefined;
 
   private constructor(options: FirecrackerDriverOptions & { binary: string }, slots: NetworkSlotPool) {
@@ -104,7 +107,7 @@ export class FirecrackerDriver implements SandboxDriver {
   }
 
   liveSandboxes(): number {
-    return this.#live.size;
+    return this.#sandboxes.size;
   }
 
   loadTemplate(id: string): Promise<Template | undefined> {
@@ -118,39 +121,35 @@ export class FirecrackerDriver implements SandboxDriver {
     return TemplateStore.templateId([this.name, this.version, await this.#imageHash, source.sourceHash, source.network, `${memoryMb}:${vcpus}`]);
   }
 
-  async buildTemplate(source: TemplateSource, onProgress: ProgressFn = () => {}): Promise<Template> {
-    const id = await this.templateIdOf(source);
-    return this.#templates.getOrBuild(id, async (tmp) => {
-      const started = performance.now();
-      await copyOnWriteDrive(this.#options.rootfsImage, path.join(tmp, T.root));
-      await writeSourceImage(source.sourceDir, path.join(tmp, T.bundle));
-      onProgress('boot', { templateId: id });
-      const boot = await this.#start({ kind: 'boot', templateId: id, dir: tmp, egress: source.network === 'egress' }).catch((err) => {
-        throw new TemplateBuildError(`the microVM did not boot: ${(err as Error).message}`, { cause: err });
-      });
-      let handlerConfig: unknown;
-      try {
-        if (boot.hello.loadError) throw new TemplateBuildError(`${boot.hello.loadError.code}: ${boot.hello.loadError.message}`);
-        handlerConfig = boot.hello.handlerConfig;
-        onProgress('warm');
-        await boot.sandbox.warmup();
-        onProgress('checkpoint');
-        await boot.sandbox.prepareCheckpoint();
-        await boot.sandbox.pause();
-        await boot.sandbox.vm.api.createSnapshot({ snapshot_path: path.join(tmp, T.state), mem_file_path: path.join(tmp, T.memory), snapshot_type: 'Full' });
-      } finally {
-        await boot.sandbox.destroy();
-      }
-      await this.#recordWorkingSet(id, tmp, onProgress);
-      const imageBytes = (await fs.stat(path.join(tmp, T.memory))).size;
-      onProgress('done', { templateId: id, imageBytes });
-      return { driver: this.name, handlerConfig, buildMs: Math.round(performance.now() - started), imageBytes };
-    });
+  buildTemplate(source: TemplateSource, onProgress?: ProgressFn): Promise<Template> {
+    return buildTemplate<FirecrackerSandbox>(
+      {
+        driver: this.name,
+        store: this.#templates,
+        source,
+        templateId: () => this.templateIdOf(source),
+        prepare: async (tmp) => {
+          await copyOnWriteDrive(this.#options.rootfsImage, path.join(tmp, T.root));
+          await writeSourceImage(source.sourceDir, path.join(tmp, T.bundle));
+        },
+        boot: (tmp, templateId) =>
+          this.#start({ kind: 'boot', templateId, dir: tmp, egress: source.network === 'egress' }).catch((err) => {
+            throw new TemplateBuildError(`the microVM did not boot: ${(err as Error).message}`, { cause: err });
+          }),
+        checkpoint: async (sandbox, tmp) => {
+          await sandbox.pause();
+          await sandbox.vm.api.createSnapshot({ snapshot_path: path.join(tmp, T.state), mem_file_path: path.join(tmp, T.memory), snapshot_type: 'Full' });
+        },
+        afterCheckpoint: (tmp, templateId, progress) => this.#recordWorkingSet(templateId, tmp, progress),
+        imageBytes: async (tmp) => (await fs.stat(path.join(tmp, T.memory))).size,
+      },
+      onProgress,
+    );
   }
 
   /** options.memoryMb cannot grow the guest: its RAM is fixed by the snapshot (memoryMb of the driver). */
   async resume(template: Template, options: ResumeOptions): Promise<Sandbox> {
-    return (await this.#start({ kind: 'restore', templateId: template.id, dir: template.dir, egress: options.network === 'egress' })).sandbox;
+    return traced('restore', async () => (await this.#start({ kind: 'restore', templateId: template.id, dir: template.dir, egress: options.network === 'egress' })).sandbox);
   }
 
   async coldBoot(source: TemplateSource, options: ResumeOptions): Promise<Sandbox> {
@@ -164,7 +163,7 @@ export class FirecrackerDriver implements SandboxDriver {
   }
 
   async close(): Promise<void> {
-    await Promise.all([...this.#live].map((s) => s.destroy()));
+    await this.#sandboxes.close();
     await this.#slots.close();
   }
 
@@ -180,6 +179,7 @@ export class FirecrackerDriver implements SandboxDriver {
       const recordFile = path.join(dir, `record-${i}.txt`);
       const { sandbox } = await this.#start({ kind: 'restore', templateId, dir, recordFile, egress: false });
       try {
+        // The rehearsal is the first request a restored sandbox serves: its pages are the working set.
         await sandbox.warmup();
       } finally {
         await sandbox.destroy();
@@ -192,30 +192,39 @@ export class FirecrackerDriver implements SandboxDriver {
 
   /** Boot or restore one microVM and wait for envd's hello over vsock. */
   async #start(boot: Boot): Promise<{ sandbox: FirecrackerSandbox; hello: Awaited<ReturnType<EnvdListener['accept']>>['hello'] }> {
-    const id = `sfc_${crypto.randomBytes(6).toString('hex')}`;
-    const stateDir = path.join(this.#sandboxRoot(), id);
-    await fs.mkdir(stateDir, { recursive: true });
-    const slot = await this.#slots.acquire({ egress: boot.egress });
-    let vm: FirecrackerVm | undefined;
-    let pageServer: UffdPageServer | undefined;
-    let listener: EnvdListener | undefined;
-    try {
+    return this.#sandboxes.start(async ({ cleanup, onDestroyed }) => {
+      const id = `sfc_${crypto.randomBytes(6).toString('hex')}`;
+      const stateDir = path.join(this.#sandboxRoot(), id);
+      cleanup.defer('state directory', () => fs.rm(stateDir, { recursive: true, force: true }));
+      await fs.mkdir(stateDir, { recursive: true });
+      const slot = await this.#slots.acquire({ egress: boot.egress });
+      cleanup.defer('network slot', () => this.#slots.release(slot));
       await ensureTap({ netns: slot.netns, slotIp: slot.guestIp });
       // Restores write to their own copy of the template's root drive.
       const rootDrive = boot.kind === 'restore' ? path.join(stateDir, T.root) : path.join(boot.dir, T.root);
       if (boot.kind === 'restore') await copyOnWriteDrive(path.join(boot.dir, T.root), rootDrive);
-      vm = await FirecrackerVm.start({
-        binary: this.#options.binary,
-        id,
-        stateDir,
-        netns: slot.netns,
-        readyTimeoutMs: this.#options.vmReadyTimeoutMs,
-        binds: [
-          { source: rootDrive, target: FIXED_ROOT_DRIVE },
-          { source: path.join(boot.dir, T.bundle), target: FIXED_BUNDLE_DRIVE },
-        ],
+      const vm = await traced('firecracker start', () =>
+        FirecrackerVm.start({
+          binary: this.#options.binary,
+          id,
+          stateDir,
+          netns: slot.netns,
+          readyTimeoutMs: this.#options.vmReadyTimeoutMs,
+          binds: [
+            { source: rootDrive, target: FIXED_ROOT_DRIVE },
+            { source: path.join(boot.dir, T.bundle), target: FIXED_BUNDLE_DRIVE },
+          ],
+        }),
+      );
+      let pageServer: UffdPageServer | undefined;
+      // The VM first: the page server then sees its socket hang up and exits
+      // by itself; close() only covers the case where it did not.
+      cleanup.defer('microVM and its page server', async () => {
+        await vm.kill();
+        await pageServer?.close();
       });
-      listener = await EnvdListener.listen(`${vm.vsockUds}_${ENVD_VSOCK_PORT}`);
+      const listener = await EnvdListener.listen(`${vm.vsockUds}_${ENVD_VSOCK_PORT}`);
+      cleanup.defer('envd listener', () => listener.close());
       if (boot.kind === 'boot') {
         await this.#configure(vm);
         await vm.api.startInstance();
@@ -235,20 +244,12 @@ export class FirecrackerDriver implements SandboxDriver {
         });
       }
       const died = Promise.race([vm.died, ...(pageServer ? [pageServer.failed] : [])]);
-      const { connection, hello } = await listener.accept(this.#options.envdTimeoutMs, died);
+      const { connection, hello } = await traced('envd connect', () => listener.accept(this.#options.envdTimeoutMs, died));
       await listener.close();
       assertRestoredCleanly(hello);
-      const sandbox = new FirecrackerSandbox({ id, templateId: boot.templateId, vm, pageServer, connection, slot, slots: this.#slots, stateDir, onDestroyed: (s) => this.#live.delete(s) });
-      this.#live.add(sandbox);
+      const sandbox = new FirecrackerSandbox({ id, templateId: boot.templateId, vm, pageServer, connection, exited: vm.exited, cleanup, onDestroyed });
       return { sandbox, hello };
-    } catch (err) {
-      await listener?.close();
-      await vm?.kill();
-      await pageServer?.close();
-      await fs.rm(stateDir, { recursive: true, force: true });
-      await this.#slots.release(slot);
-      throw err;
-    }
+    });
   }
 
   async #configure(vm: FirecrackerVm): Promise<void> {

@@ -1,6 +1,7 @@
 import fs from 'node:fs/promises';
 import path from 'node:path';
 import { execa, type ResultPromise } from 'execa';
+import { logTail } from '../lifecycle/log-tail.ts';
 import { FirecrackerApi } from './api-client.ts';
 import { FIXED_DIR } from './guest-layout.ts';
 
@@ -92,7 +93,3 @@ async function ensureFixedTargets(targets: string[]): Promise<void> {
   }
 }
 
-export async function logTail(file: string): Promise<string> {
-  const text = await fs.readFile(file, 'utf8').catch(() => '');
-  return text.trim().split('\n').slice(-3).join(' | ').slice(0, 600) || '(no output)';
-}

@@ -1,25 +1,25 @@
 import crypto from 'node:crypto';
 import fs from 'node:fs/promises';
 import path from 'node:path';
-import { trace } from '@opentelemetry/api';
 import { TemplateBuildError } from '../../errors.ts';
 import type { ProgressFn, ResumeOptions, Sandbox, SandboxDriver, Template, TemplateSource } from '../driver.ts';
 import { EnvdListener } from '../envd/envd-listener.ts';
 import { assertRestoredCleanly, type EnvdHello } from '../envd/envd-connection.ts';
 import { NetworkSlotPool } from '../network/network-slot-pool.ts';
 import { ensureRootfs, type RootfsFlavor } from '../rootfs/base-rootfs.ts';
-import { assertNativeLibraries } from '../rootfs/native-libraries.ts';
+import { LiveSandboxes } from '../lifecycle/live-sandboxes.ts';
+import { logTail } from '../lifecycle/log-tail.ts';
+import { traced } from '../lifecycle/spans.ts';
+import { buildTemplate } from '../lifecycle/template-builder.ts';
 import { copySourceDir } from '../template/function-source.ts';
 import { TemplateStore } from '../template/template-store.ts';
-import { GvisorSandbox } from './gvisor-sandbox.ts';
+import { GvisorSandbox, stopContainer } from './gvisor-sandbox.ts';
 import { NODE_FLAGS, sandboxMemoryLimitBytes, sandboxSpec } from './oci-spec.ts';
 import { Runsc } from './runsc.ts';
 import { detectRunsc, type RunscInfo } from './runsc-version.ts';
 import type { LaunchedProcess } from './runsc-launcher.ts';
 import { SandboxCgroup } from './sandbox-cgroup.ts';
 import { SentryProcess } from './sentry-process.ts';
-
-const tracer = trace.getTracer('snapfn');
 
 export interface GvisorDriverOptions {
   /** SNAPFN_HOME: rootfs, templates and runsc state live below it. */
@@ -65,9 +65,7 @@ export class GvisorDriver implements SandboxDriver {
   readonly #runsc: Runsc;
   readonly #templates: TemplateStore;
   readonly #slots: NetworkSlotPool;
-  readonly #live = new Set<GvisorSandbox>();
-  /** Boots and restores under way: their sandboxes join #live only once envd is up. */
-  readonly #starting = new Set<Promise<Started>>();
+  readonly #sandboxes = new LiveSandboxes<GvisorSandbox>();
   /** The runsc processes of those starts, until envd is up: close() kills them (nobody waits for their sandbox any more). */
   readonly #launching = new Set<LaunchedProcess>();
   #closing = false;
@@ -96,7 +94,7 @@ export class GvisorDriver implements SandboxDriver {
   }
 
   liveSandboxes(): number {
-    return this.#live.size;
+    return this.#sandboxes.size;
   }
 
   networkStats() {
@@ -113,55 +111,43 @@ export class GvisorDriver implements SandboxDriver {
     return this.#templates.load(id);
   }
 
-  async buildTemplate(source: TemplateSource, onProgress: ProgressFn = () => {}): Promise<Template> {
-    onProgress('rootfs');
-    const id = await this.templateIdOf(source);
-    return this.#templates.getOrBuild(id, async (tmp) => {
-      const started = performance.now();
-      await assertNativeLibraries({ functionDir: source.sourceDir, rootfsDir: (await ensureRootfs(this.#home, source.rootfs ?? 'base')).dir });
-      const bundleDir = path.join(tmp, 'bundle');
-      await copySourceDir(source.sourceDir, bundleDir);
-      onProgress('boot', { templateId: id });
-      const rootfs = source.rootfs ?? 'base';
-      const boot = await this.#start('run', { bundleDir, templateId: id, memoryMb: BUILD_MEMORY_MB, network: source.network, rootfs }).catch((err) => {
-        throw new TemplateBuildError(`the sandbox did not boot: ${(err as Error).message}`, { cause: err });
-      });
-      const { sandbox, hello } = boot;
-      try {
-        if (hello.loadError) throw new TemplateBuildError(`${hello.loadError.code}: ${hello.loadError.message}`);
-        onProgress('warm');
-        await sandbox.prime();
-        onProgress('checkpoint');
-        await sandbox.prepareCheckpoint();
-        const imageDir = path.join(tmp, 'image');
-        await fs.mkdir(imageDir);
-        await this.#runsc.checkpoint(sandbox.id, imageDir).catch((err) => {
-          throw new TemplateBuildError(`runsc checkpoint failed: ${(err as Error).message.split('\n')[0]}`, { cause: err });
-        });
-        const imageBytes = await dirSize(imageDir);
-        onProgress('done', { templateId: id, imageBytes });
-        return { driver: this.name, handlerConfig: hello.handlerConfig, buildMs: Math.round(performance.now() - started), imageBytes, ...(rootfs === 'base' ? {} : { rootfs }) };
-      } finally {
-        await sandbox.destroy();
-      }
-    });
+  buildTemplate(source: TemplateSource, onProgress?: ProgressFn): Promise<Template> {
+    return buildTemplate<GvisorSandbox>(
+      {
+        driver: this.name,
+        store: this.#templates,
+        source,
+        templateId: () => this.templateIdOf(source),
+        rootfsDir: async () => (await ensureRootfs(this.#home, source.rootfs ?? 'base')).dir,
+        prepare: (tmp) => copySourceDir(source.sourceDir, path.join(tmp, 'bundle')),
+        boot: (tmp, templateId) =>
+          this.#start('run', { bundleDir: path.join(tmp, 'bundle'), templateId, memoryMb: BUILD_MEMORY_MB, network: source.network, rootfs: source.rootfs ?? 'base' }).catch((err) => {
+            throw new TemplateBuildError(`the sandbox did not boot: ${(err as Error).message}`, { cause: err });
+          }),
+        checkpoint: async (sandbox, tmp) => {
+          const imageDir = path.join(tmp, 'image');
+          await fs.mkdir(imageDir);
+          await this.#runsc.checkpoint(sandbox.id, imageDir).catch((err) => {
+            throw new TemplateBuildError(`runsc checkpoint failed: ${(err as Error).message.split('\n')[0]}`, { cause: err });
+          });
+        },
+        imageBytes: (tmp) => dirSize(path.join(tmp, 'image')),
+      },
+      onProgress,
+    );
   }
 
   async resume(template: Template, options: ResumeOptions): Promise<Sandbox> {
-    return tracer.startActiveSpan('restore', async (span) => {
-      try {
-        const { sandbox } = await this.#start('restore', {
-          bundleDir: path.join(template.dir, 'bundle'),
-          imageDir: path.join(template.dir, 'image'),
-          templateId: template.id,
-          memoryMb: options.memoryMb,
-          network: options.network,
-          rootfs: template.rootfs ?? 'base',
-        });
-        return sandbox;
-      } finally {
-        span.end();
-      }
+    return traced('restore', async () => {
+      const { sandbox } = await this.#start('restore', {
+        bundleDir: path.join(template.dir, 'bundle'),
+        imageDir: path.join(template.dir, 'image'),
+        templateId: template.id,
+        memoryMb: options.memoryMb,
+        network: options.network,
+        rootfs: template.rootfs ?? 'base',
+      });
+      return sandbox;
     });
   }
 
@@ -179,45 +165,44 @@ export class GvisorDriver implements SandboxDriver {
     // takes seconds), let them clean up, then destroy all.
     this.#closing = true;
     for (const launched of this.#launching) launched.kill('SIGKILL');
-    await Promise.allSettled([...this.#starting]);
-    await Promise.all([...this.#live].map((s) => s.destroy()));
+    await this.#sandboxes.close();
     await this.#runsc.close();
     await this.#slots.close();
   }
 
   /** Boot (`run`) or restore a container and wait for its envd to say hello. */
-  async #start(kind: 'run' | 'restore', options: StartOptions): Promise<Started> {
-    const starting = this.#startOne(kind, options);
-    this.#starting.add(starting);
-    try {
-      return await starting;
-    } finally {
-      this.#starting.delete(starting);
-    }
-  }
-
-  async #startOne(kind: 'run' | 'restore', options: StartOptions): Promise<Started> {
-    const id = `sfn-${crypto.randomBytes(6).toString('hex')}`;
-    const stateDir = path.join(this.#home, 'gvisor', 'sandboxes', id);
-    const socketDir = path.join(stateDir, 'sock');
-    await fs.mkdir(socketDir, { recursive: true });
-    // A function without network needs no slot: runsc gives it an empty
-    // namespace with loopback only, and there is no veth to reset afterwards.
-    const [rootfs, slot] = await Promise.all([
-      ensureRootfs(this.#home, options.rootfs),
-      options.network === 'none' ? undefined : this.#slots.acquire({ egress: options.network === 'egress' }),
-    ]);
-    let listener: EnvdListener | undefined;
-    let spawned: LaunchedProcess | undefined;
-    let cgroup: SandboxCgroup | undefined;
-    try {
+  #start(kind: 'run' | 'restore', options: StartOptions): Promise<Started> {
+    return this.#sandboxes.start(async ({ cleanup, onDestroyed }) => {
+      const id = `sfn-${crypto.randomBytes(6).toString('hex')}`;
+      const stateDir = path.join(this.#home, 'gvisor', 'sandboxes', id);
+      const socketDir = path.join(stateDir, 'sock');
+      cleanup.defer('state directory', () => fs.rm(stateDir, { recursive: true, force: true }));
+      await fs.mkdir(socketDir, { recursive: true });
+      // A function without network needs no slot: runsc gives it an empty
+      // namespace with loopback only, and there is no veth to reset afterwards.
+      const [rootfs, slot] = await Promise.allSettled([
+        ensureRootfs(this.#home, options.rootfs),
+        options.network === 'none' ? undefined : this.#slots.acquire({ egress: options.network === 'egress' }),
+      ]);
+      if (slot.status === 'fulfilled' && slot.value) {
+        const claimed = slot.value;
+        cleanup.defer('network slot', () => this.#slots.release(claimed));
+      }
+      if (rootfs.status === 'rejected') throw rootfs.reason;
+      if (slot.status === 'rejected') throw slot.reason;
       const memoryBytes = sandboxMemoryLimitBytes(options.memoryMb, this.#maxBodyBytes);
-      if (this.#cgroups) cgroup = await SandboxCgroup.create(`/snapfn/${id}`, { memoryBytes, pids: PIDS_LIMIT });
+      let cgroup: SandboxCgroup | undefined;
+      if (this.#cgroups) {
+        const created = await SandboxCgroup.create(`/snapfn/${id}`, { memoryBytes, pids: PIDS_LIMIT });
+        // Best effort: a cgroup that will not go yet is removed by the next start's orphan reaping.
+        if (created) cleanup.defer('cgroup', () => created.remove().catch(() => {}));
+        cgroup = created;
+      }
       const spec = sandboxSpec({
-        rootfsDir: rootfs.dir,
+        rootfsDir: rootfs.value.dir,
         socketDir,
         bundleDir: options.bundleDir,
-        ...(slot ? { netnsPath: slot.nsPath } : {}),
+        ...(slot.value ? { netnsPath: slot.value.nsPath } : {}),
         memoryMb: options.memoryMb,
         ...(this.#maxBodyBytes ? { maxBodyBytes: this.#maxBodyBytes } : {}),
         pidsLimit: PIDS_LIMIT,
@@ -225,54 +210,29 @@ export class GvisorDriver implements SandboxDriver {
         ...(this.#cgroups ? { cgroupsPath: `/snapfn/${id}` } : {}),
       });
       await fs.writeFile(path.join(stateDir, 'config.json'), JSON.stringify(spec));
-      listener = await EnvdListener.listen(path.join(socketDir, 'envd.sock'));
+      const listener = await EnvdListener.listen(path.join(socketDir, 'envd.sock'));
+      cleanup.defer('envd listener', () => listener.close());
       const args = kind === 'run' ? ['run', `--bundle=${stateDir}`, id] : ['restore', `--bundle=${stateDir}`, `--image-path=${options.imageDir}`, id];
-      spawned = await this.#runsc.spawn(args, path.join(stateDir, 'runsc.log'), slot ? 'sandbox' : 'none');
+      const spawned = await this.#runsc.spawn(args, path.join(stateDir, 'runsc.log'), slot.value ? 'sandbox' : 'none');
       this.#launching.add(spawned);
+      cleanup.defer('launch', () => this.#launching.delete(spawned));
+      let sentry: SentryProcess | undefined;
+      cleanup.defer('runsc container', () => stopContainer(this.#runsc, id, spawned, sentry));
       if (this.#closing) spawned.kill('SIGKILL');
       const died = spawned.exited.then(async (code): Promise<never> => {
         throw new Error(`runsc ${kind} exited with code ${code} before envd connected: ${await logTail(path.join(stateDir, 'runsc.log'))}`);
       });
       died.catch(() => {});
-      const { connection, hello } = await tracer.startActiveSpan('envd connect', (span) =>
-        listener!.accept(this.#envdTimeoutMs, died).finally(() => span.end()),
-      );
+      const { connection, hello } = await traced('envd connect', () => listener.accept(this.#envdTimeoutMs, died));
       assertRestoredCleanly(hello);
       // envd only redials if this connection drops, and then the sandbox is
       // treated as dead anyway: the listener has done its job.
       await listener.close();
-      const child = spawned;
-      const sandbox = new GvisorSandbox({
-        id,
-        templateId: options.templateId,
-        runsc: this.#runsc,
-        sentry: await SentryProcess.find(this.#runsc.stateRoot, id),
-        connection,
-        exited: spawned.exited,
-        killProcess: () => child.kill('SIGKILL'),
-        slot,
-        slots: this.#slots,
-        stateDir,
-        cgroup,
-        memoryMb: options.memoryMb,
-        onDestroyed: (s) => this.#live.delete(s),
-      });
+      sentry = await SentryProcess.find(this.#runsc.stateRoot, id);
+      const sandbox = new GvisorSandbox({ id, templateId: options.templateId, runsc: this.#runsc, sentry, connection, exited: spawned.exited, cleanup, onDestroyed, cgroup, memoryMb: options.memoryMb });
       this.#launching.delete(spawned);
-      this.#live.add(sandbox);
       return { sandbox, hello, stateDir };
-    } catch (err) {
-      await listener?.close();
-      await this.#runsc.forceDelete(id);
-      if (spawned) {
-        spawned.kill('SIGKILL');
-        await spawned.exited;
-        this.#launching.delete(spawned);
-      }
-      await cgroup?.remove().catch(() => {});
-      await fs.rm(stateDir, { recursive: true, force: true });
-      if (slot) await this.#slots.release(slot);
-      throw err;
-    }
+    });
   }
 
   /** Containers left in our runsc state dir by a previous process that died. */
@@ -300,9 +260,4 @@ async function dirSize(dir: string): Promise<number> {
     total += entry.isDirectory() ? await dirSize(p) : (await fs.stat(p)).size;
   }
   return total;
-}
-
-async function logTail(file: string): Promise<string> {
-  const text = await fs.readFile(file, 'utf8').catch(() => '');
-  return text.trim().split('\n').slice(-3).join(' | ').slice(0, 600) || '(no output)';
 }

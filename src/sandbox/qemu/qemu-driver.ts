@@ -1,14 +1,16 @@
 import crypto from 'node:crypto';
 import fs from 'node:fs/promises';
 import path from 'node:path';
-import { trace } from '@opentelemetry/api';
 import { execa } from 'execa';
 import { InvalidInputError, TemplateBuildError } from '../../errors.ts';
 import type { ProgressFn, ResumeOptions, Sandbox, SandboxDriver, Template, TemplateSource } from '../driver.ts';
 import { assertRestoredCleanly, type EnvdHello } from '../envd/envd-connection.ts';
 import { NetworkSlotPool, type NetworkSlot } from '../network/network-slot-pool.ts';
 import { ensureRootfs } from '../rootfs/base-rootfs.ts';
-import { assertNativeLibraries } from '../rootfs/native-libraries.ts';
+import { LiveSandboxes } from '../lifecycle/live-sandboxes.ts';
+import { logTail } from '../lifecycle/log-tail.ts';
+import { traced } from '../lifecycle/spans.ts';
+import { buildTemplate } from '../lifecycle/template-builder.ts';
 import { TemplateStore } from '../template/template-store.ts';
 import { qemuAccel, type QemuAccel } from './accel.ts';
 import { bootWatchdog } from './boot-watchdog.ts';
@@ -17,8 +19,6 @@ import { connectEnvd, type GuestLimits } from './envd-port.ts';
 import { ensureGuestImage, type GuestImage } from './guest-image.ts';
 import { QemuSandbox } from './qemu-sandbox.ts';
 import { QemuVm, type VmSpec } from './qemu-vm.ts';
-
-const tracer = trace.getTracer('snapfn');
 
 export interface QemuDriverOptions {
   home: string;
@@ -67,7 +67,7 @@ export class QemuDriver implements SandboxDriver {
   readonly version = 'qemu-1';
   readonly #home: string;
   readonly #templates: TemplateStore;
-  readonly #live = new Set<QemuSandbox>();
+  readonly #sandboxes = new LiveSandboxes<QemuSandbox>();
   readonly #bootTimeoutMs: number;
   readonly #resumeTimeoutMs: number;
   readonly #slots: NetworkSlotPool;
@@ -96,7 +96,7 @@ export class QemuDriver implements SandboxDriver {
   }
 
   liveSandboxes(): number {
-    return this.#live.size;
+    return this.#sandboxes.size;
   }
 
   networkStats() {
@@ -119,38 +119,31 @@ export class QemuDriver implements SandboxDriver {
     return this.#templates.load(id);
   }
 
-  async buildTemplate(source: TemplateSource, onProgress: ProgressFn = () => {}): Promise<Template> {
-    onProgress('rootfs');
-    const guest = await this.#guest(source);
-    const id = await this.templateIdOf(source);
-    return this.#templates.getOrBuild(id, async (tmp) => {
-      const started = performance.now();
-      // The guest's root filesystem is the flavor's plus busybox: its libraries are the flavor's.
-      await assertNativeLibraries({ functionDir: source.sourceDir, rootfsDir: (await ensureRootfs(this.#home, source.rootfs ?? 'base')).dir });
-      await writeSourceImage(source.sourceDir, path.join(tmp, T.bundle));
-      // 'egress' boots with the NIC so that the snapshot has it configured.
-      const meta: QemuTemplateMeta = { nic: source.network === 'egress' };
-      await fs.writeFile(path.join(tmp, T.meta), JSON.stringify(meta));
-      onProgress('boot', { templateId: id });
-      const boot = await this.#bootWithRetry(guest, tmp, id, source.network);
-      const { sandbox, hello } = boot;
-      try {
-        if (hello.loadError) throw new TemplateBuildError(`${hello.loadError.code}: ${hello.loadError.message}`);
-        onProgress('warm');
-        await sandbox.warmup();
-        onProgress('checkpoint');
-        await sandbox.hangUpForSnapshot();
-        await sandbox.vm.saveState(path.join(tmp, T.state)).catch((err) => {
-          throw new TemplateBuildError(`saving the VM state failed: ${(err as Error).message}`, { cause: err });
-        });
-        const imageBytes = await allocatedBytes(tmp);
-        onProgress('done', { templateId: id, imageBytes });
-        const rootfs = source.rootfs ?? 'base';
-        return { driver: this.name, handlerConfig: hello.handlerConfig, buildMs: Math.round(performance.now() - started), imageBytes, ...(rootfs === 'base' ? {} : { rootfs }) };
-      } finally {
-        await sandbox.destroy();
-      }
-    });
+  buildTemplate(source: TemplateSource, onProgress?: ProgressFn): Promise<Template> {
+    return buildTemplate<QemuSandbox>(
+      {
+        driver: this.name,
+        store: this.#templates,
+        source,
+        templateId: () => this.templateIdOf(source),
+        // The guest's root filesystem is the flavor's plus busybox: its libraries are the flavor's.
+        rootfsDir: async () => (await ensureRootfs(this.#home, source.rootfs ?? 'base')).dir,
+        prepare: async (tmp) => {
+          await writeSourceImage(source.sourceDir, path.join(tmp, T.bundle));
+          // 'egress' boots with the NIC so that the snapshot has it configured.
+          const meta: QemuTemplateMeta = { nic: source.network === 'egress' };
+          await fs.writeFile(path.join(tmp, T.meta), JSON.stringify(meta));
+        },
+        boot: async (tmp, templateId) => this.#bootWithRetry(await this.#guest(source), tmp, templateId, source.network),
+        checkpoint: (sandbox, tmp) =>
+          sandbox.vm.saveState(path.join(tmp, T.state)).catch((err) => {
+            throw new TemplateBuildError(`saving the VM state failed: ${(err as Error).message}`, { cause: err });
+          }),
+        imageBytes: allocatedBytes,
+        primeTimeoutMs: 60_000,
+      },
+      onProgress,
+    );
   }
 
   /**
@@ -185,30 +178,26 @@ export class QemuDriver implements SandboxDriver {
     if (options.network === 'egress' && !meta.nic) {
       throw new InvalidInputError(`template ${template.id} was built with network 'none' (no NIC in its snapshot); network 'egress' needs a template built with 'egress'`);
     }
-    return tracer.startActiveSpan('restore', async (span) => {
-      try {
-        const guest = await this.#guest(template);
-        const { sandbox } = await this.#start({
-          templateId: template.id,
-          guest,
-          timeoutMs: this.#resumeTimeoutMs,
-          // A NIC template keeps its NIC even for network 'none': the slot then
-          // simply has no egress grant, so the host drops all it sends.
-          network: meta.nic ? { egress: options.network === 'egress' } : undefined,
-          limits: guestLimits(options.memoryMb),
-          // The per-sandbox overlay is created inside #start, backed by the template's disk.
-          overlayOf: path.join(template.dir, T.disk),
-          spec: {
-            disk: '',
-            bundleDisk: path.join(template.dir, T.bundle),
-            ram: { file: path.join(template.dir, T.ram), share: false },
-            incomingState: path.join(template.dir, T.state),
-          },
-        });
-        return sandbox;
-      } finally {
-        span.end();
-      }
+    return traced('restore', async () => {
+      const guest = await this.#guest(template);
+      const { sandbox } = await this.#start({
+        templateId: template.id,
+        guest,
+        timeoutMs: this.#resumeTimeoutMs,
+        // A NIC template keeps its NIC even for network 'none': the slot then
+        // simply has no egress grant, so the host drops all it sends.
+        network: meta.nic ? { egress: options.network === 'egress' } : undefined,
+        limits: guestLimits(options.memoryMb),
+        // The per-sandbox overlay is created inside #start, backed by the template's disk.
+        overlayOf: path.join(template.dir, T.disk),
+        spec: {
+          disk: '',
+          bundleDisk: path.join(template.dir, T.bundle),
+          ram: { file: path.join(template.dir, T.ram), share: false },
+          incomingState: path.join(template.dir, T.state),
+        },
+      });
+      return sandbox;
     });
   }
 
@@ -232,7 +221,7 @@ export class QemuDriver implements SandboxDriver {
   }
 
   async close(): Promise<void> {
-    await Promise.all([...this.#live].map((s) => s.destroy()));
+    await this.#sandboxes.close();
     await this.#slots.close();
   }
 
@@ -270,22 +259,28 @@ export class QemuDriver implements SandboxDriver {
     limits?: GuestLimits;
     spec: Pick<VmSpec, 'disk' | 'bundleDisk' | 'ram' | 'incomingState'>;
   }): Promise<Started> {
-    const id = `sfq-${crypto.randomBytes(6).toString('hex')}`;
-    const stateDir = path.join(this.#sandboxRoot(), id);
-    await fs.mkdir(stateDir, { recursive: true });
-    let vm: QemuVm | undefined;
-    let slot: NetworkSlot | undefined;
-    try {
-      if (options.network) slot = await this.#slots.acquire({ egress: options.network.egress });
+    return this.#sandboxes.start(async ({ cleanup, onDestroyed }) => {
+      const id = `sfq-${crypto.randomBytes(6).toString('hex')}`;
+      const stateDir = path.join(this.#sandboxRoot(), id);
+      cleanup.defer('state directory', () => fs.rm(stateDir, { recursive: true, force: true }));
+      await fs.mkdir(stateDir, { recursive: true });
+      let slot: NetworkSlot | undefined;
+      if (options.network) {
+        const claimed = await this.#slots.acquire({ egress: options.network.egress });
+        // Unwound after the VM's kill: QEMU has closed the tap, the slot is free for the next VM.
+        cleanup.defer('network slot', () => this.#slots.release(claimed));
+        slot = claimed;
+      }
       let disk = options.spec.disk;
       if (options.overlayOf) {
         // Copy-on-write: this sandbox's writes land in its own qcow2 and die with it.
         disk = path.join(stateDir, 'overlay.qcow2');
         await qemuImgOverlay(options.overlayOf, options.overlayOf.endsWith('.qcow2') ? 'qcow2' : 'raw', disk);
       }
-      vm = await tracer.startActiveSpan('qemu start', (span) =>
-        QemuVm.start({ ...options.spec, disk, accel: this.platform, guest: options.guest, stateDir, memoryMb: GUEST_MEMORY_MB, ...(slot ? { nic: { nsPath: slot.nsPath } } : {}) }).finally(() => span.end()),
+      const vm = await traced('qemu start', () =>
+        QemuVm.start({ ...options.spec, disk, accel: this.platform, guest: options.guest, stateDir, memoryMb: GUEST_MEMORY_MB, ...(slot ? { nic: { nsPath: slot.nsPath } } : {}) }),
       );
+      cleanup.defer('QEMU', () => vm.kill());
       const died = vm.exited.then((code): never => {
         throw new Error(`qemu exited with code ${code} before envd answered`);
       });
@@ -293,32 +288,15 @@ export class QemuDriver implements SandboxDriver {
       const watchdog = options.boot ? bootWatchdog(vm.consoleLog, BOOT_STALL_MS) : undefined;
       const abort = watchdog ? Promise.race([died, watchdog.stalled]) : died;
       abort.catch(() => {});
-      const { connection, hello } = await tracer
-        .startActiveSpan('envd connect', (span) => connectEnvd(vm!.envdSocket, options.timeoutMs, abort, options.limits).finally(() => span.end()))
+      const { connection, hello } = await traced('envd connect', () => connectEnvd(vm.envdSocket, options.timeoutMs, abort, options.limits))
         .finally(() => watchdog?.stop())
         .catch(async (err: Error) => {
-          throw new Error(`${err.message}; console: ${await logTail(vm!.consoleLog)}`);
+          throw new Error(`${err.message}; console: ${await logTail(vm.consoleLog)}`);
         });
       if (!options.boot) assertRestoredCleanly(hello);
-      const claimed = slot;
-      const sandbox = new QemuSandbox({
-        id,
-        templateId: options.templateId,
-        vm,
-        connection,
-        stateDir,
-        // After the kill: QEMU has closed the tap, the slot is free for the next VM.
-        releaseNetwork: claimed ? () => this.#slots.release(claimed) : undefined,
-        onDestroyed: (s) => this.#live.delete(s),
-      });
-      this.#live.add(sandbox);
+      const sandbox = new QemuSandbox({ id, templateId: options.templateId, vm, connection, exited: vm.exited, cleanup, onDestroyed, rehearseTimeoutMs: 60_000 });
       return { sandbox, hello };
-    } catch (err) {
-      await vm?.kill();
-      if (slot) await this.#slots.release(slot);
-      await fs.rm(stateDir, { recursive: true, force: true });
-      throw err;
-    }
+    });
   }
 }
 
@@ -338,9 +316,4 @@ async function allocatedBytes(dir: string): Promise<number> {
     if (st.isFile()) total += st.blocks * 512;
   }
   return total;
-}
-
-async function logTail(file: string): Promise<string> {
-  const text = await fs.readFile(file, 'utf8').catch(() => '');
-  return text.trim().split('\n').slice(-3).join(' | ').slice(0, 600) || '(no output)';
 }

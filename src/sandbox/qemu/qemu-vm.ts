@@ -2,6 +2,7 @@ import { readFileSync } from 'node:fs';
 import fs from 'node:fs/promises';
 import path from 'node:path';
 import { execa, type ResultPromise } from 'execa';
+import { logTail } from '../lifecycle/log-tail.ts';
 import { MICROVM_GATEWAY_IP, MICROVM_GUEST_IP, MICROVM_GUEST_MAC, MICROVM_PREFIX, MICROVM_TAP } from '../network/guest-tap.ts';
 import type { QemuAccel } from './accel.ts';
 import type { GuestImage } from './guest-image.ts';
@@ -75,8 +76,7 @@ export class QemuVm {
     });
     const exited = child.then((r) => r.exitCode ?? -1);
     const died = exited.then(async (code): Promise<never> => {
-      const log = await fs.readFile(path.join(spec.stateDir, 'qemu.log'), 'utf8').catch(() => '');
-      throw new Error(`qemu exited with code ${code}: ${log.trim().split('\n').slice(-3).join(' | ').slice(0, 500) || '(no output)'}`);
+      throw new Error(`qemu exited with code ${code}: ${await logTail(path.join(spec.stateDir, 'qemu.log'))}`);
     });
     died.catch(() => {});
     try {
