@@ -13,6 +13,11 @@ const SNIPPETS = {
 } as const;
 export type EvalLanguage = keyof typeof SNIPPETS;
 
+/** The snippet an eval row runs in `language` and how its answer is checked. */
+export function evalSnippet(language: EvalLanguage): { code: string; ok: (r: any) => boolean } {
+  return SNIPPETS[language];
+}
+
 const INTERVAL_MS = 1000;
 
 async function oneLanguage(client: GatewayClient, language: EvalLanguage, n: number): Promise<Scenario> {
@@ -20,23 +25,30 @@ async function oneLanguage(client: GatewayClient, language: EvalLanguage, n: num
   const evaluate = async () => {
     const r = await client.post('/v1/eval', { language, code });
     if (r.status !== 200 || r.json?.error || !ok(r.json)) throw new Error(`eval ${language} failed: ${r.status} ${JSON.stringify(r.json).slice(0, 200)}`);
-    return r.json.timings?.sandbox as string | undefined;
+    return r.json.timings as { sandbox?: string; handlerMs?: number; startMs?: number; exitMs?: number } | undefined;
   };
   // Unmeasured: the pool may still be filling after the template build.
   await evaluate();
   const samples: number[] = [];
   let poolHits = 0;
+  // Of the pool hits: the round trip into the sandbox, and inside it up to the runtime's start and from the result to the end.
+  const phases = { handler: [] as number[], start: [] as number[], exit: [] as number[] };
   // One a second, start to start.
   let next = performance.now() + INTERVAL_MS;
   for (let i = 0; i < n; i++) {
     const wait = next - performance.now();
     if (wait > 0) await new Promise((resolve) => setTimeout(resolve, wait));
     next = Math.max(next + INTERVAL_MS, performance.now());
-    const [ms, source] = await timed(evaluate);
+    const [ms, timings] = await timed(evaluate);
     samples.push(ms);
-    if (source === 'pool') poolHits++;
+    if (timings?.sandbox !== 'pool') continue;
+    poolHits++;
+    if (timings.handlerMs !== undefined) phases.handler.push(timings.handlerMs);
+    if (timings.startMs !== undefined) phases.start.push(timings.startMs);
+    if (timings.exitMs !== undefined) phases.exit.push(timings.exitMs);
   }
-  return { ...summarize(samples), pool_hits: poolHits };
+  const p50 = (values: number[]) => (values.length ? summarize(values).p50_ms : NaN);
+  return { ...summarize(samples), pool_hits: poolHits, hit_handler_p50_ms: p50(phases.handler), hit_start_p50_ms: p50(phases.start), hit_exit_p50_ms: p50(phases.exit) };
 }
 
 /** `eval_<language>` scenarios through the gateway, or undefined when /v1/eval is not served. */

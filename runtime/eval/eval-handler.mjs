@@ -48,7 +48,9 @@ const RUNNERS = {
   // raises it to the request's own after the control line (js-runner.cjs).
   javascript: {
     argv: () => ['/usr/bin/node', `--max-old-space-size=${MIN_MEMORY_MB}`, '--expose-internals', runnerFile],
-    control: (req) => JSON.stringify({ codeFile, cwd: WORK_DIR, memoryMb: req.memoryMb }),
+    // The code travels in the control line: no file to write and read back.
+    control: (req) => JSON.stringify({ code: req.code, cwd: WORK_DIR, memoryMb: req.memoryMb }),
+    codeInControl: true,
   },
   python: {
     argv: () => ['/usr/bin/python3', '-u', runnerFile],
@@ -81,6 +83,8 @@ function writeFiles(files) {
     fs.writeFileSync(target, content);
   }
 }
+
+const tenths = (ms) => Math.round(ms * 10) / 10;
 
 /** Everything else in the sandbox (a fork bomb's leftovers, detached children) goes too. */
 function killEverything(run) {
@@ -129,9 +133,10 @@ async function supervise(run, timeoutMs) {
   return { startup, end, lingering, runMs: Math.round(performance.now() - started) };
 }
 
-async function evaluate(req, run) {
+/** `received`: when the request reached the handler (performance.now()). */
+async function evaluate(req, run, received = performance.now()) {
   writeFiles(req.files);
-  fs.writeFileSync(codeFile, req.code);
+  if (!runner.codeInControl) fs.writeFileSync(codeFile, req.code);
   run.send(runner.control(req));
   run.child.stdin.end(req.stdin ?? '');
   const { startup, end, lingering, runMs } = await supervise(run, req.timeoutMs);
@@ -139,6 +144,7 @@ async function evaluate(req, run) {
   // What is still in the pipes; a process that escaped the group may hold them forever.
   await run.waitFor(['exit'], 1000);
   await run.waitFor(['drained'], 100);
+  const ended = performance.now();
   const result = run.message('result');
   const error = classify({
     language, req, startup, timedOut: end === 'deadline' && !run.limit, lingering, limit: run.limit, exit: run.exit, result,
@@ -152,6 +158,10 @@ async function evaluate(req, run) {
     stderrTruncated: run.stderr.truncated,
     exitCode: run.exit?.code ?? null,
     runMs,
+    // Where the time went in here: up to the runtime's `started` (the request, the control line, the
+    // runner's refresh and compile) and from its last word (result, or started) to the run's end.
+    startMs: tenths((run.at.started ?? ended) - received),
+    exitMs: tenths(ended - (run.at.result ?? run.at.started ?? ended)),
     ...(error ? { error } : {}),
   };
 }
@@ -172,14 +182,28 @@ await evaluate({ code: WARM, timeoutMs: 5000, memoryMb: 256, stdin: '' }, await 
 fs.rmSync(codeFile, { force: true });
 let prestarted = await startRunner({ memoryMb: 256 });
 
+/**
+ * In every restored sandbox, before it serves (a warm-pool sandbox: long
+ * before its request): the pre-started runner wakes once, refreshes its
+ * random state and runs its evaluation path, so the request does not pay
+ * the first touch of its pages after the restore. The bash and python
+ * runners read their control line only once; they stay as they are.
+ */
+export async function afterRestore() {
+  if (language !== 'javascript' || !prestarted || prestarted.exit) return;
+  prestarted.send(JSON.stringify({ warm: true }));
+  await prestarted.waitFor(['warmed', 'exit'], STARTUP_TIMEOUT_MS);
+}
+
 export default async function handler(request) {
+  const received = performance.now();
   const req = await request.json();
   if (req.language !== language) throw new Error(`this is the ${language} eval template, not ${req.language}`);
   let run = prestarted && !prestarted.exit ? prestarted : undefined;
   prestarted = undefined;
   try {
     run ??= await startRunner(req);
-    return await evaluate(req, run);
+    return await evaluate(req, run, received);
   } finally {
     if (run) killEverything(run);
   }

@@ -21,6 +21,8 @@ export class Run {
     this.exit = null;
     this.drained = false;
     this.listeners = new Set();
+    /** When each event first happened (performance.now()), for the phases an evaluation reports. */
+    this.at = {};
     this.options = options;
     this.child = spawn(argv[0], argv.slice(1), { cwd: options.cwd, env: options.env, stdio: ['pipe', 'pipe', 'pipe', 'pipe'], detached: true });
     this.child.on('exit', (code, signal) => this.#exited({ code, signal }));
@@ -88,6 +90,7 @@ export class Run {
   }
 
   #event(event) {
+    this.at[event] ??= performance.now();
     for (const listener of [...this.listeners]) listener(event);
   }
 
@@ -106,7 +109,10 @@ export class Run {
       while ((nl = line.indexOf('\n')) >= 0) {
         const message = safeJson(line.slice(0, nl));
         line = line.slice(nl + 1);
-        if (message?.type) {
+        if (message?.type === 'exit') {
+          // The runner's own last word (js-runner.cjs): its output is closed and it is ending.
+          if (Number.isInteger(message.code)) this.#exited({ code: message.code, signal: null, reported: true });
+        } else if (message?.type) {
           this.messages.push(message);
           this.#event(message.type);
         }

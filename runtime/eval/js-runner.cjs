@@ -11,11 +11,16 @@
 //
 // Protocol on fd 3 (a socket to the eval handler), one JSON object a line:
 //   out: {"type":"ready"} once waiting for work
-//   in:  {"codeFile": "...", "cwd": "...", "memoryMb": N}
+//   in:  {"warm": true}, any number of times: after a restore, off the
+//        request path (the handler's afterRestore hook)
+//   out: {"type":"warmed"}
+//   in:  {"code": "...", "cwd": "...", "memoryMb": N}
 //   out: {"type":"started"} right before the user's code runs (the handler
 //        arms the user's timeout then),
 //        {"type":"result","ok":true,"json":"<JSON text>"} or
-//        {"type":"result","ok":false,"error":{"name","message"}}.
+//        {"type":"result","ok":false,"error":{"name","message"}},
+//        {"type":"exit","code":N} last, once stdout and stderr are closed
+//        (the handler need not wait for the process to be torn down).
 //
 // The value of the last expression statement becomes the result, as in a
 // REPL: the code runs as a classic script through vm, and top-level await is
@@ -99,7 +104,7 @@ function warmUp() {
   const { script } = compile('[1, 2].map((x) => x * 2).length');
   encode(script.runInThisContext({ displayErrors: true }));
   encode({ a: [1, 'b', null] });
-  JSON.parse(JSON.stringify({ codeFile: FILENAME, cwd: '/', memoryMb: 1 }));
+  JSON.parse(JSON.stringify({ code: '1 + 1', cwd: '/', memoryMb: 1 }));
 }
 
 async function main() {
@@ -113,18 +118,40 @@ async function main() {
   installFreshRandomness();
   warmUp();
   send({ type: 'ready' });
-  const control = readControl();
+  // Whatever line comes first comes after the restore: the random state is
+  // refreshed then, before anything else runs (the snapshot holds the one
+  // drawn above). A warm line's work faults in, after the restore and off
+  // the request path, the pages of this process the request will touch:
+  // each first touch costs a trap to gVisor's Sentry on the ptrace platform.
+  let control = readControl();
   refreshRandomness();
+  while (control.warm) {
+    warmUp();
+    send({ type: 'warmed' });
+    control = readControl();
+  }
   addon.setHeapLimit(control.memoryMb);
   // node's own exit (V8 teardown, thread joins: ~10 ms here) is skipped: once
   // the event loop is empty, 'exit' listeners run as usual and the process
   // ends. A snippet with its own 'beforeExit' listener gets node's own path.
+  // Its output is complete then: closing it and saying so lets the handler
+  // answer without waiting for gVisor to tear the process down (~5 ms).
   const exit = process.exit;
-  process.reallyExit = (exitCode) => addon.exitNow(exitCode);
+  process.reallyExit = (exitCode) => {
+    for (const fd of [1, 2]) {
+      try {
+        fs.closeSync(fd);
+      } catch {
+        // the snippet closed it itself
+      }
+    }
+    send({ type: 'exit', code: Number(exitCode ?? 0) & 0xff });
+    addon.exitNow(exitCode);
+  };
   process.on('beforeExit', () => {
     if (process.listenerCount('beforeExit') === 1) exit.call(process);
   });
-  const code = fs.readFileSync(control.codeFile, 'utf8');
+  const code = control.code;
   process.chdir(control.cwd);
   // What a CommonJS module would have: `require` resolves from the working directory.
   globalThis.require = createRequire(path.join(control.cwd, FILENAME));

@@ -6,11 +6,15 @@ import { EvalResult, type EvalErrorCode, type EvalRequest } from '../schemas/eva
 /** What runtime/eval/eval-handler.mjs answers from inside the sandbox. */
 const HandlerReply = EvalResult.pick({ result: true, stdout: true, stderr: true, stdoutTruncated: true, stderrTruncated: true, exitCode: true }).extend({
   runMs: z.number(),
+  startMs: z.number().optional(),
+  exitMs: z.number().optional(),
   // Checked against the known codes below, not here: an unknown one becomes runtime_error.
   error: z.object({ code: z.string(), message: z.string() }).optional(),
 });
 
 const ERROR_CODES = new Set<string>(['timeout', 'memory_limit', 'output_limit', 'process_limit', 'file_size_limit', 'runtime_error']);
+
+const tenths = (ms: number) => Math.round(ms * 10) / 10;
 
 export function failedResult(code: EvalErrorCode, message: string, durationMs: number): EvalResult {
   return { result: null, stdout: '', stderr: '', stdoutTruncated: false, stderrTruncated: false, exitCode: null, durationMs, error: { code, message } };
@@ -57,6 +61,12 @@ export function toEvalResult(request: EvalRequest, invoked: InvokeResult, durati
     exitCode: reply.exitCode,
     durationMs,
     ...(error ? { error } : {}),
-    timings: { ...base, runMs: reply.runMs },
+    timings: {
+      ...base,
+      runMs: reply.runMs,
+      handlerMs: tenths(timings.handlerMs),
+      ...(reply.startMs !== undefined ? { startMs: reply.startMs } : {}),
+      ...(reply.exitMs !== undefined ? { exitMs: reply.exitMs } : {}),
+    },
   };
 }

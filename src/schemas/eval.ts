@@ -75,9 +75,22 @@ export const EvalResult = z.object({
   /** End to end, as the caller waited: queueing, sandbox, the run. */
   durationMs: z.number(),
   error: z.object({ code: EvalErrorCode, message: z.string() }).optional(),
-  /** Where the time went: waiting for capacity, restoring (0 on a warm-pool hit), the code's own run. */
+  /**
+   * Where the time went: waiting for capacity, restoring (0 on a warm-pool hit), the code's own run;
+   * when the sandbox answered, also the whole round trip into it (`handlerMs`) and inside it, up to
+   * the runtime's start (`startMs`: the request, the control line, compiling) and from the code's
+   * result to the end of its process and output (`exitMs`).
+   */
   timings: z
-    .object({ queueMs: z.number(), restoreMs: z.number(), runMs: z.number(), sandbox: z.enum(['pool', 'keep-warm', 'restore', 'none']) })
+    .object({
+      queueMs: z.number(),
+      restoreMs: z.number(),
+      runMs: z.number(),
+      sandbox: z.enum(['pool', 'keep-warm', 'restore', 'none']),
+      handlerMs: z.number().optional(),
+      startMs: z.number().optional(),
+      exitMs: z.number().optional(),
+    })
     .optional(),
 });
 export type EvalResult = z.infer<typeof EvalResult>;
