@@ -32,7 +32,11 @@ export type EnvdResult = Extract<EnvdMessage, { type: 'result' }>;
 /** An invocation in flight: its response head and streaming body once envd sends them, its end later. */
 export interface EnvdReply {
   /** Absent when the invocation ended before a response existed (a throw, a load error): see `result`. */
-  head?: { status: number; headers: Array<[string, string]>; body: ReadableStream<Uint8Array> };
+  /**
+   * `complete`: the whole body and the result came with the head (a small
+   * response is one write from envd), so there is nothing left to stream.
+   */
+  head?: { status: number; headers: Array<[string, string]>; body: ReadableStream<Uint8Array>; complete: boolean };
   /** The end: logs, bytes, and whether the body stream completed. Rejects with EnvdClosedError or EnvdTimeoutError. */
   result: Promise<EnvdResult>;
 }
@@ -158,7 +162,9 @@ export class EnvdConnection {
     const stream = this.#bodies.get(id);
     this.#bodies.delete(id);
     if (message.type !== 'response' || !stream) return { result: ended };
-    return { head: { status: message.status, headers: message.headers, body: stream }, result: ended };
+    // Frames that came in the head's read are all handled by now: a result among them ended the stream.
+    const complete = !this.#streams.has(id);
+    return { head: { status: message.status, headers: message.headers, body: stream, complete }, result: ended };
   }
 
   /** Resolves once every invocation so far has finished streaming and its waitUntil work has settled (or the channel is gone). */

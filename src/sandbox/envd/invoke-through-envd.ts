@@ -44,8 +44,9 @@ async function readAll(body: ReadableStream<Uint8Array>): Promise<Buffer> {
 /**
  * One invocation over envd, every driver alike: each way it can end becomes
  * an outcome. With `options.stream` the outcome comes as soon as the
- * response head does, its body as a stream (a StreamingOutcome); otherwise
- * the body is read whole first (queued invocations, eval, tests).
+ * response head does, its body as a stream (a StreamingOutcome), unless the
+ * body had already ended by then; otherwise the body is read whole first
+ * (queued invocations, eval, tests).
  * `explainCrash` lets a driver add what it knows of a dead sandbox.
  */
 export async function invokeThroughEnvd(
@@ -76,7 +77,8 @@ export async function invokeThroughEnvd(
       return { outcome: { ok: false, error: failure, logs: result.logs, logsTruncated: result.logsTruncated }, reusable: failure.code !== 'timeout', hardTimeout: false };
     }
     const { status, headers } = reply.head;
-    if (options.stream) {
+    // A response that is already whole leaves as one (a length, no chunking, the sandbox free at once).
+    if (options.stream && !reply.head.complete) {
       const completion = reply.result.then(
         (result): InvocationOutcome =>
           result.ok ? { ok: true, response: { status, headers, bodyBase64: '' }, logs: result.logs, logsTruncated: result.logsTruncated } : { ok: false, error: failureOf(result), logs: result.logs, logsTruncated: result.logsTruncated },
