@@ -1,6 +1,10 @@
 import os from 'node:os';
 import type { Redis } from 'ioredis';
 import { QueueLog } from './gateway/queue-log.ts';
+import { Callbacks } from './invocation/callbacks/callbacks.ts';
+import { CallbackSender } from './invocation/callbacks/callback-sender.ts';
+import { loadCallbackSettings, type CallbackDeliveryBounds, type CallbackSettings } from './invocation/callbacks/callback-settings.ts';
+import { TopicSubscriptions } from './invocation/topics/topic-subscriptions.ts';
 import type { InvocationEngine } from './orchestrator/types.ts';
 import { DeploymentRegistry } from './queue/deployment-registry.ts';
 import { FunctionQueues } from './queue/function-queues.ts';
@@ -28,8 +32,10 @@ export interface QueueLayerOptions {
   secretsKey?: SecretsKey | undefined;
   metrics?: SnapfnMetrics | undefined;
   log?: (message: string) => void;
+  /** Where callbacks may go and how they are signed; default: from SNAPFN_CALLBACK_SECRET and SNAPFN_CALLBACK_ALLOW. */
+  callbacks?: CallbackSettings;
   /** Tests shorten retries and stall detection. */
-  tuning?: { attempts?: number; backoff?: Backoff; lockDurationMs?: number; stalledIntervalMs?: number };
+  tuning?: { attempts?: number; backoff?: Backoff; lockDurationMs?: number; stalledIntervalMs?: number; callbacks?: Partial<CallbackDeliveryBounds> };
 }
 
 export interface QueueLayer {
@@ -62,6 +68,15 @@ export function openQueueLayer(options: QueueLayerOptions): QueueLayer {
     ...(tuning.backoff ? { backoff: tuning.backoff } : {}),
     onError: (err) => log(`snapfn queue: ${err.message}`),
   });
+  const callbackSettings = options.callbacks ?? loadCallbackSettings(process.env, tuning.callbacks);
+  // Gateway nodes send the callbacks any node queued: they hold the allow-list and the secret.
+  const callbackSender = new CallbackSender({
+    redis: queue.redis,
+    settings: callbackSettings,
+    secretValuesOf: (name, version) => store.secretValuesOf(name, version),
+    connect: (name) => connectRedis(redisUrl, { name }),
+    onError: (err) => log(`snapfn callbacks: ${err.message}`),
+  });
   const workers = new InvocationWorkers({
     redisUrl,
     engine,
@@ -74,6 +89,7 @@ export function openQueueLayer(options: QueueLayerOptions): QueueLayer {
     ...(options.secretsKey ? { secretsKey: options.secretsKey } : {}),
     onResult: queueLog.onResult,
     onAttemptFailed: queueLog.onAttemptFailed,
+    ...(tuning.callbacks ? { callbackBounds: tuning.callbacks } : {}),
     ...(tuning.lockDurationMs ? { lockDurationMs: tuning.lockDurationMs } : {}),
     ...(tuning.stalledIntervalMs ? { stalledIntervalMs: tuning.stalledIntervalMs } : {}),
     onError: (err) => log(`snapfn worker: ${err.message}`),
@@ -82,6 +98,8 @@ export function openQueueLayer(options: QueueLayerOptions): QueueLayer {
     queue,
     schedules: new Schedules(queue),
     workers,
+    callbacks: new Callbacks(callbackSettings),
+    subscriptions: new TopicSubscriptions(queue.redis),
     ...(options.shared ? { registry: new DeploymentRegistry(queue.redis, options.secretsKey) } : {}),
   });
   const results = options.shared ? readResults(redisUrl, queueLog, log, options.secretsKey) : undefined;
@@ -93,10 +111,12 @@ export function openQueueLayer(options: QueueLayerOptions): QueueLayer {
       (closing ??= (async () => {
         options.metrics?.attachQueue(undefined);
         await results?.close();
+        await Promise.race([callbackSender.close(), new Promise((r) => setTimeout(r, 2000))]);
         await functions.close();
       })()),
     cut: () => {
       results?.cut();
+      callbackSender.cut();
       functions.cut();
     },
   };

@@ -45,7 +45,7 @@ export function InvocationsPage({ filter, functions, items, matched }: Invocatio
         </label>
         <label>
           Mode
-          <Select name="mode" value={filter.mode} options={[['', 'any'], ['direct', 'direct'], ['sync', 'queued (sync)'], ['async', 'async'], ['schedule', 'schedule']]} />
+          <Select name="mode" value={filter.mode} options={[['', 'any'], ['direct', 'direct'], ['sync', 'queued (sync)'], ['async', 'async'], ['schedule', 'schedule'], ['topic', 'topic']]} />
         </label>
         <label>
           Range

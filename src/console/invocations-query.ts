@@ -2,7 +2,7 @@ import type { FunctionStore } from '../registry/function-store.ts';
 import type { InvocationLogEntry } from '../schemas/api.ts';
 import { FunctionName } from '../schemas/function-config.ts';
 
-export type ModeFilter = '' | 'direct' | 'sync' | 'async' | 'schedule';
+export type ModeFilter = '' | 'direct' | 'sync' | 'async' | 'schedule' | 'topic';
 export type OutcomeFilter = '' | 'ok' | 'error';
 export const RANGES = { '15m': 15 * 60_000, '1h': 3600_000, '24h': 86_400_000, '7d': 7 * 86_400_000, all: Infinity } as const;
 export type RangeName = keyof typeof RANGES;
@@ -37,7 +37,7 @@ export function parseFilter(query: Record<string, string | undefined>): Invocati
   return {
     function: FunctionName.safeParse(fn).success ? fn : '',
     outcome: pick(query.outcome, ['', 'ok', 'error'], ''),
-    mode: pick(query.mode, ['', 'direct', 'sync', 'async', 'schedule'], ''),
+    mode: pick(query.mode, ['', 'direct', 'sync', 'async', 'schedule', 'topic'], ''),
     range: pick(query.range, Object.keys(RANGES) as RangeName[], '24h'),
     from: validLocalTime(query.from) ? query.from! : '',
     to: validLocalTime(query.to) ? query.to! : '',

@@ -14,6 +14,7 @@ import { mountInvocationRoutes } from './invocations-route.ts';
 import { mountInvokeRoutes } from './invoke-route.ts';
 import { mountLogsRoute } from './logs-route.ts';
 import { openApiDocument } from './openapi.ts';
+import { mountTopicRoutes } from './topics-route.ts';
 
 export type { GatewayDeps, GatewayEnv } from './env.ts';
 
@@ -59,6 +60,7 @@ export function createGateway(deps: GatewayDeps): Hono<GatewayEnv> {
   mountBlobRoutes(app, deps);
   mountDeployRoute(app, deps);
   mountFunctionRoutes(app, deps);
+  mountTopicRoutes(app, deps);
   mountLogsRoute(app, deps);
   mountGcRoute(app, deps);
   app.route('/console', consoleApp(deps));

@@ -31,6 +31,7 @@ export function invocationView(status: InvocationStatus, redact: (text: string) 
           worker: result.worker,
         }
       : {}),
+    ...(status.callback ? { callback: status.callback } : {}),
   };
 }
 

@@ -16,6 +16,7 @@ import { queueRouting } from './queue-routing.ts';
 import { readBody } from './read-body.ts';
 import { redactor } from './redact.ts';
 import { toWireRequest } from './wire.ts';
+import { roundMs, writeInvocation } from '../invocation/record.ts';
 
 export { ERROR_HEADER, INVOCATION_ID_HEADER, VERSION_HEADER } from './outcome-response.ts';
 
@@ -68,20 +69,21 @@ async function invoke(c: Context<GatewayEnv>, deps: GatewayDeps): Promise<Respon
   return tracer.startActiveSpan('gateway', { attributes }, async (span) => {
     const started = performance.now();
     const record = (entry: LoggedResult) =>
-      store.logs
-        .append(name, {
+      writeInvocation(
+        { store, log: deps.log },
+        name,
+        {
           id: c.get('invocationId'),
           time: new Date().toISOString(),
           version: serving.version.version,
           method: c.req.method,
           path: c.req.path,
-          durationMs: Math.round((performance.now() - started) * 10) / 10,
+          durationMs: roundMs(performance.now() - started),
           requestBytes: streamBody ? declared : body.length,
           ...entry,
-          ...(entry.error ? { error: { code: entry.error.code, message: redact(entry.error.message), ...(entry.error.stack ? { stack: redact(entry.error.stack) } : {}) } } : {}),
-          logs: entry.logs.map((line) => ({ ...line, text: redact(line.text) })),
-        })
-        .catch((err) => (deps.log ?? console.error)(`snapfn gateway: could not append to the log of ${name}: ${(err as Error).message}`));
+        },
+        redact,
+      );
     const ctx: InvocationContext = { c, deps, name, serving, wire, redact, record, started };
     try {
       // Decided and started in one synchronous step: the engine reserves its

@@ -20,6 +20,7 @@ import {
   VersionList,
 } from '../schemas/api.ts';
 import { GcReport, GcRequest } from '../schemas/gc.ts';
+import { CallbackPayload, PublishAccepted, TopicsRequest, TopicsView } from '../schemas/invocation.ts';
 
 type JsonSchema = Record<string, unknown>;
 
@@ -64,6 +65,10 @@ export function openApiDocument(): JsonSchema {
     ErrorBody: schemaOf(ErrorBody, 'output'),
     GcRequest: schemaOf(GcRequest, 'input'),
     GcReport: schemaOf(GcReport, 'output'),
+    TopicsRequest: schemaOf(TopicsRequest, 'input'),
+    PublishAccepted: schemaOf(PublishAccepted, 'output'),
+    TopicsView: schemaOf(TopicsView, 'output'),
+    CallbackPayload: schemaOf(CallbackPayload, 'output'),
   };
   return {
     openapi: '3.0.3',
@@ -71,7 +76,7 @@ export function openApiDocument(): JsonSchema {
       title: 'snapfn',
       version: '1',
       description:
-        'Management API of a snapfn gateway. Functions themselves are served at ANY /fn/{name}[/...]; with `X-Fn-Async: 1` (or `Prefer: respond-async`, or `?async=1`) that answers 202 with an AsyncAccepted body, and the invocation can be polled at /v1/invocations/{id}.',
+        'Management API of a snapfn gateway. Functions themselves are served at ANY /fn/{name}[/...]; with `X-Fn-Async: 1` (or `Prefer: respond-async`, or `?async=1`) that answers 202 with an AsyncAccepted body, and the invocation can be polled at /v1/invocations/{id}; `X-Callback-Url` on such a request POSTs a signed CallbackPayload there when it ends (hosts allowed by SNAPFN_CALLBACK_ALLOW only, else 400).',
     },
     components: { schemas: components, securitySchemes: { bearer: { type: 'http', scheme: 'bearer' } } },
     security: [{ bearer: [] }],
@@ -140,6 +145,26 @@ export function openApiDocument(): JsonSchema {
           summary: 'New version with another cron schedule (null removes it), same template',
           requestBody: { required: true, content: json('ScheduleRequest') },
           responses: { '200': ok('FunctionView'), ...common, '409': error('No active version') },
+        },
+      },
+      '/v1/functions/{name}/topics': {
+        parameters: [nameParam],
+        put: {
+          summary: 'New version subscribed to these topics (empty: none), same template',
+          requestBody: { required: true, content: json('TopicsRequest') },
+          responses: { '200': ok('FunctionView'), ...common, '409': error('No active version') },
+        },
+      },
+      '/v1/topics': { get: { summary: 'Topics and their subscribers', responses: { '200': ok('TopicsView'), ...common } } },
+      '/v1/topics/{topic}': {
+        parameters: [
+          { name: 'topic', in: 'path', required: true, schema: { type: 'string' } },
+          { name: 'X-Message-Id', in: 'header', required: false, schema: { type: 'string' }, description: 'Publishing the same id again reaches no subscriber twice' },
+        ],
+        post: {
+          summary: 'Publish a message (any body and headers): one queued invocation per subscriber, all or none',
+          requestBody: { required: false, content: { '*/*': { schema: {} } } },
+          responses: { '202': { description: 'Queued for every subscriber', content: json('PublishAccepted') }, ...common },
         },
       },
       '/v1/admin/gc': {

@@ -4,7 +4,8 @@ import type { InvocationLogEntry, QueuedAttempt } from '../schemas/api.ts';
 import type { SnapfnMetrics } from '../telemetry/snapfn-metrics.ts';
 import { base64Bytes, loggedTimings } from './log-fields.ts';
 import { failureStatus } from './outcome-response.ts';
-import { redactor } from './redact.ts';
+import { attemptState } from '../invocation/policies.ts';
+import { roundMs as round, writeInvocation } from '../invocation/record.ts';
 
 export interface QueueLogDeps {
   store: FunctionStore;
@@ -31,8 +32,8 @@ export class QueueLog {
     const { outcome, timings, attempt } = event.result;
     const engineMs = timings.acquireMs + timings.restoreMs + timings.handlerMs;
     this.#deps.metrics?.recordInvocation(event.functionName, outcome, timings, timings.queueWaitMs + engineMs, { queued: true });
-    const state: QueuedAttempt['state'] = outcome.ok ? 'completed' : event.mode === 'sync' ? 'failed' : event.willRetry ? 'retrying' : 'dead';
-    await this.#append(event.functionName, event.version, {
+    const state: QueuedAttempt['state'] = attemptState(event.mode, outcome.ok, event.willRetry);
+    await writeInvocation(this.#deps, event.functionName, {
       id: event.invocationId,
       time: new Date().toISOString(),
       version: event.version,
@@ -56,8 +57,8 @@ export class QueueLog {
     // A job pinned to no version ('active') whose deployment could not be resolved: log it under the active one.
     const version = event.version ?? (await this.#deps.store.serving(event.functionName).catch(() => undefined))?.version.version;
     if (version === undefined) return;
-    const state: QueuedAttempt['state'] = event.willRetry ? 'retrying' : event.mode === 'sync' ? 'failed' : 'dead';
-    await this.#append(event.functionName, version, {
+    const state: QueuedAttempt['state'] = attemptState(event.mode, false, event.willRetry);
+    await writeInvocation(this.#deps, event.functionName, {
       id: event.invocationId,
       time: new Date().toISOString(),
       version,
@@ -72,21 +73,4 @@ export class QueueLog {
       queue: { mode: event.mode, attempt: event.attempt, maxAttempts: event.maxAttempts, waitMs: round(event.queueWaitMs), state },
     });
   };
-
-  async #append(name: string, version: number, entry: InvocationLogEntry): Promise<void> {
-    const redact = redactor(await this.#deps.store.secretValuesOf(name, version).catch(() => []));
-    try {
-      await this.#deps.store.logs.append(name, {
-        ...entry,
-        ...(entry.error ? { error: { code: entry.error.code, message: redact(entry.error.message), ...(entry.error.stack ? { stack: redact(entry.error.stack) } : {}) } } : {}),
-        logs: entry.logs.map((line) => ({ ...line, text: redact(line.text) })),
-      });
-    } catch (err) {
-      (this.#deps.log ?? console.error)(`snapfn gateway: could not append to the log of ${name}: ${(err as Error).message}`);
-    }
-  }
-}
-
-function round(ms: number): number {
-  return Math.round(ms * 10) / 10;
 }

@@ -7,6 +7,8 @@ export interface QueueRouting {
   idempotencyKey?: string;
   /** The URL the handler sees, when the gateway consumed `async=1` from the query. */
   handlerUrl?: string;
+  /** `X-Callback-Url` (OpenFaaS's name): POSTed the result when an async invocation ends. Not yet checked against the allow-list. */
+  callbackUrl?: string;
 }
 
 const MAX_KEY_LENGTH = 255;
@@ -28,9 +30,14 @@ export function queueRouting(request: Request): QueueRouting {
   const queryAsync = query.split('&').some((p) => ASYNC_QUERY.test(p));
   const key = request.headers.get('idempotency-key')?.trim();
   if (key !== undefined && !/^[\x20-\x7e]{1,255}$/.test(key)) throw new InvalidInputError(`Idempotency-Key must be 1-${MAX_KEY_LENGTH} printable ASCII characters`);
+  const async = (header !== undefined && TRUE.has(header)) || prefer || queryAsync;
+  const callbackUrl = request.headers.get('x-callback-url')?.trim() || undefined;
+  // A caller that waits has its result already; calling it back as well would be a second delivery nobody asked for.
+  if (callbackUrl !== undefined && !async) throw new InvalidInputError('X-Callback-Url needs an async invocation (X-Fn-Async: 1)');
   return {
-    async: (header !== undefined && TRUE.has(header)) || prefer || queryAsync,
+    async,
     ...(key ? { idempotencyKey: key } : {}),
+    ...(callbackUrl ? { callbackUrl } : {}),
     ...(queryAsync ? { handlerUrl: withoutAsyncFlag(request.url) } : {}),
   };
 }

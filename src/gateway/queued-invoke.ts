@@ -58,11 +58,19 @@ export async function invokeQueued(ctx: InvocationContext, routing: QueueRouting
   };
 
   const maxWaitMs = deps.config.maxQueueWaitMs ?? DEFAULT_MAX_QUEUE_WAIT_MS;
+  // Refused (400) before anything is queued: the operator decides where the server may call, not the caller.
+  const callbackUrl = routing.callbackUrl === undefined ? undefined : deps.queue.callbacks.check(routing.callbackUrl);
   let id: string;
   try {
     id = await queue.enqueue(
       name,
-      { invocationId: c.get('invocationId'), deployment: { name, version: serving.version.version }, request: wire, mode: routing.async ? 'async' : 'sync' },
+      {
+        invocationId: c.get('invocationId'),
+        deployment: { name, version: serving.version.version },
+        request: wire,
+        mode: routing.async ? 'async' : 'sync',
+        ...(callbackUrl !== undefined ? { callbackUrl } : {}),
+      },
       { ...(routing.idempotencyKey !== undefined ? { idempotencyKey: routing.idempotencyKey } : {}), ...(routing.async ? {} : { waitMs: maxWaitMs }) },
     );
   } catch (err) {

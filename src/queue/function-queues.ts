@@ -1,3 +1,6 @@
+import type { Callbacks } from '../invocation/callbacks/callbacks.ts';
+import { TopicPublisher } from '../invocation/topics/topic-publisher.ts';
+import type { TopicSubscriptions } from '../invocation/topics/topic-subscriptions.ts';
 import type { Deployment } from '../orchestrator/types.ts';
 import type { QueueDepth } from '../telemetry/snapfn-metrics.ts';
 import { withDeadline } from './deadline.ts';
@@ -18,6 +21,9 @@ export interface FunctionQueuesOptions {
   registry?: DeploymentRegistry;
   /** Bound on each Redis step of serve/forget (default 5 s). */
   timeoutMs?: number;
+  /** Where async callbacks may go (SNAPFN_CALLBACK_ALLOW), checked when an invocation is accepted. */
+  callbacks: Callbacks;
+  subscriptions: TopicSubscriptions;
 }
 
 /**
@@ -31,6 +37,9 @@ export class FunctionQueues {
   readonly schedules: Schedules;
   readonly workers: InvocationWorkers;
   readonly registry: DeploymentRegistry | undefined;
+  readonly callbacks: Callbacks;
+  readonly subscriptions: TopicSubscriptions;
+  readonly topics: TopicPublisher;
   readonly #timeoutMs: number;
   /** Functions served since start (serve) and not forgotten: whose depth /metrics shows. */
   readonly #served = new Set<string>();
@@ -41,6 +50,9 @@ export class FunctionQueues {
     this.schedules = options.schedules;
     this.workers = options.workers;
     this.registry = options.registry;
+    this.callbacks = options.callbacks;
+    this.subscriptions = options.subscriptions;
+    this.topics = new TopicPublisher(options.queue, options.subscriptions);
     this.#timeoutMs = options.timeoutMs ?? 5000;
   }
 
@@ -56,6 +68,7 @@ export class FunctionQueues {
         await this.registry?.publish(deployment);
         await this.queue.configure(name, { ...(config.maxQueued !== undefined ? { maxQueued: config.maxQueued } : {}), ...(config.maxConcurrency !== undefined ? { maxConcurrency: config.maxConcurrency } : {}) });
         await this.schedules.apply(name, config.schedule);
+        await this.subscriptions.apply(name, config.topics ?? []);
       });
     } finally {
       // Even when Redis is away (a start-up while it is down): the worker
@@ -81,7 +94,10 @@ export class FunctionQueues {
   /** The function was deleted: no more schedule ticks or queued runs; running ones finish first. */
   async forget(name: string): Promise<void> {
     this.#served.delete(name);
-    await withDeadline(`removing the queue of ${name}`, this.#timeoutMs, () => this.queue.removeFunction(name));
+    await withDeadline(`removing the queue of ${name}`, this.#timeoutMs, async () => {
+      await this.subscriptions.apply(name, []);
+      await this.queue.removeFunction(name);
+    });
     await this.workers.stop(name);
     await withDeadline(`unpublishing ${name}`, this.#timeoutMs, async () => this.registry?.unpublish(name));
   }

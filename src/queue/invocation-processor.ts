@@ -7,6 +7,8 @@ import { zodMessage } from '../schemas/zod-message.ts';
 import { redactOutcome, sealResult } from '../secrets/at-rest.ts';
 import type { SecretsKey } from '../secrets/envelope.ts';
 import { CallerGoneError, EngineRefusedError, InvocationFailedError } from './errors.ts';
+import type { SettledInvocation } from '../invocation/callbacks/callback-outbox.ts';
+import { policyOf } from '../invocation/policies.ts';
 import { InvocationJobData, type InvocationJobResult, type InvocationMode } from './job-data.ts';
 
 const tracer = trace.getTracer('snapfn');
@@ -63,6 +65,8 @@ export interface ProcessorDeps {
   workerId?: string;
   /** Jobs whose caller this node already answered 503 (InvocationQueue.isAbandoned): not run. */
   isAbandoned?: (invocationId: string) => boolean;
+  /** An invocation with a callback URL ended (no attempt follows): its callback is queued. Never fails the job. */
+  onSettled?: (settled: SettledInvocation) => Promise<void>;
   /** Seals the response in the return value Redis keeps (src/secrets/at-rest.ts); without it the response is stored as is. */
   secretsKey?: SecretsKey;
 }
@@ -82,7 +86,8 @@ export async function processInvocationJob(job: Job<InvocationJobData, Invocatio
   const invocationId = job.id!;
   // Before any hook or span: the gateway has logged what its caller got.
   if (deps.isAbandoned?.(invocationId)) throw new CallerGoneError(invocationId, 'abandoned');
-  if (data.mode === 'sync') {
+  const policy = policyOf(data.mode);
+  if (policy.callerWaits) {
     if (data.expiresAt !== undefined && startedAt > data.expiresAt) throw new CallerGoneError(invocationId, 'expired');
   }
   const attempt = job.attemptsMade + 1;
@@ -102,6 +107,12 @@ export async function processInvocationJob(job: Job<InvocationJobData, Invocatio
       .catch((err: Error) => deps.onError(new Error(`${what} hook of ${invocationId} failed: ${err.message}`)));
   };
 
+  const settle = async (end: Pick<SettledInvocation, 'version' | 'result' | 'error'>) => {
+    if (!deps.onSettled || data.callbackUrl === undefined || !policy.callbacks) return;
+    const settled: SettledInvocation = { invocationId, functionName: data.deployment.name, mode: data.mode, attempts: attempt, callbackUrl: data.callbackUrl, ...end };
+    await hook('onSettled', () => deps.onSettled!(settled));
+  };
+
   return tracer.startActiveSpan('queue job', { attributes }, parent, async (span) => {
     let version = typeof data.deployment.version === 'number' ? data.deployment.version : undefined;
     let outcomeReported = false;
@@ -114,12 +125,13 @@ export async function processInvocationJob(job: Job<InvocationJobData, Invocatio
       const outcome = redactOutcome(deployment, invoked.outcome);
       const { timings } = invoked;
       const result: InvocationJobResult = { outcome, timings: { ...timings, queueWaitMs }, attempt, worker: deps.workerId ?? DEFAULT_WORKER_ID, version: deployment.version };
-      const throwIt = !outcome.ok && data.mode !== 'sync';
+      const throwIt = !outcome.ok && policy.retries;
       const willRetry = throwIt && attempt < maxAttempts;
       outcomeReported = true;
       if (deps.onResult) {
         await hook('onResult', () => deps.onResult!({ invocationId, functionName: deployment.name, version: deployment.version, mode: data.mode, result, willRetry, maxAttempts, request }));
       }
+      if (!willRetry) await settle({ version: deployment.version, result });
       if (!outcome.ok) span.setStatus({ code: SpanStatusCode.ERROR, message: outcome.error.code });
       if (throwIt && !outcome.ok) throw new InvocationFailedError(outcome.error);
       return deps.secretsKey ? sealResult(deps.secretsKey, invocationId, result) : result;
@@ -144,6 +156,7 @@ export async function processInvocationJob(job: Job<InvocationJobData, Invocatio
             queueWaitMs,
           }),
         );
+        if (!willRetry) await settle({ version, error });
       }
       if (err instanceof SnapfnError && !(err instanceof InvocationFailedError)) throw new EngineRefusedError(err);
       throw err;

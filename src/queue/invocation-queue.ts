@@ -1,13 +1,15 @@
 import crypto from 'node:crypto';
 import { context, propagation } from '@opentelemetry/api';
-import { Queue, QueueEvents, type JobsOptions } from 'bullmq';
+import { FlowProducer, Queue, QueueEvents, type JobsOptions } from 'bullmq';
 import type { Redis } from 'ioredis';
 import { CapacityError, InvalidInputError, NotFoundError, SnapfnError } from '../errors.ts';
 import { retryAfterSeconds } from './backlog-estimate.ts';
 import { parseFailedReason, QueueUnavailableError, QueueWaitTimeoutError } from './errors.ts';
 import { functionOfScheduledRun, idempotentInvocationId, invocationIndexKey, isUsableJobId, schedulerId } from './invocation-ids.ts';
 import { invocationStatus } from './invocation-status.ts';
-import { KEY_PREFIX, queueName, type InvocationJobData, type InvocationJobResult, type InvocationStatus } from './job-data.ts';
+import { attemptsFor } from '../invocation/policies.ts';
+import { readCallbackState } from '../invocation/callbacks/callback-outbox.ts';
+import { KEY_PREFIX, queueName, type InvocationMode, type InvocationJobData, type InvocationJobResult, type InvocationStatus } from './job-data.ts';
 import { closeConnections, connectRedis, cutConnections, settleWithin } from './redis-connection.ts';
 import { RedisHealth, type RedisHealthOptions } from './redis-health.ts';
 import { openResult } from '../secrets/at-rest.ts';
@@ -73,6 +75,14 @@ export interface EnqueueOptions {
 /** Job data as the caller gives it; the queue fills in ids, timestamps and trace context. */
 export type EnqueueData = Omit<InvocationJobData, 'mode' | 'enqueuedAt' | 'trace'> & { mode: 'sync' | 'async'; enqueuedAt?: number };
 
+/** One function's share of a fan-out (a topic message). */
+export interface FanOutTarget {
+  functionName: string;
+  data: Omit<InvocationJobData, 'invocationId' | 'enqueuedAt' | 'trace'>;
+  idempotencyKey: string;
+  options?: Pick<EnqueueOptions, 'attempts' | 'backoff'>;
+}
+
 export interface FunctionQueueLimits {
   maxQueued?: number;
   /** Max running invocations of the function across all nodes (BullMQ global concurrency). */
@@ -105,6 +115,7 @@ export class InvocationQueue {
   readonly #offHealth: () => void;
   readonly #secretsKey: SecretsKey | undefined;
   #withdrawing = false;
+  #flows: FlowProducer | undefined;
   #closed = false;
 
   constructor(options: InvocationQueueOptions) {
@@ -193,6 +204,34 @@ export class InvocationQueue {
     });
   }
 
+  /**
+   * One job per target in one MULTI (BullMQ's FlowProducer.addBulk): every
+   * function's queue gets its job or none does. Ids come from
+   * `idempotencyKey` per function, so publishing the same message again
+   * adds nothing for a target that still has it. Refused (429) as a whole
+   * when any target's backlog is full.
+   */
+  async fanOut(targets: FanOutTarget[]): Promise<string[]> {
+    if (targets.length === 0) return [];
+    const carrier: Record<string, string> = {};
+    propagation.inject(context.active(), carrier);
+    const enqueuedAt = Date.now();
+    const jobs = targets.map((t) => {
+      const id = idempotentInvocationId(t.functionName, t.idempotencyKey);
+      const data: InvocationJobData = { ...t.data, invocationId: id, enqueuedAt, ...(Object.keys(carrier).length > 0 ? { trace: carrier } : {}) };
+      return { id, functionName: t.functionName, data, opts: { jobId: id, ...this.#jobOptions(t.data.mode, t.options ?? {}) } };
+    });
+    return this.#redisCall(`publishing to ${targets.length} functions`, async () => {
+      for (const job of jobs) await this.#checkBacklog(job.functionName, this.bullQueue(job.functionName));
+      const index = this.redis.multi();
+      for (const job of jobs) index.set(invocationIndexKey(job.id), job.functionName, 'EX', this.#indexTtlSeconds());
+      await index.exec();
+      this.#flows ??= new FlowProducer({ connection: this.redis, prefix: KEY_PREFIX });
+      const added = await this.#flows.addBulk(jobs.map((j) => ({ name: 'invoke', queueName: queueName(j.functionName), data: j.data, opts: j.opts })));
+      return added.map((node, i) => node.job.id ?? jobs[i]!.id);
+    });
+  }
+
   /** Which function an invocation belongs to, or undefined if Redis has never heard of it (or forgot). */
   async functionOf(invocationId: string): Promise<string | undefined> {
     const scheduled = functionOfScheduledRun(invocationId);
@@ -206,7 +245,8 @@ export class InvocationQueue {
     const queue = this.bullQueue(fn);
     const [state, job] = await this.#redisCall(`reading invocation ${invocationId}`, async () => [await queue.getJobState(invocationId), await queue.getJob(invocationId)] as const);
     if (!job || state === 'unknown') throw new NotFoundError(`no invocation ${invocationId} of ${fn} (unknown, or past its retention)`);
-    const status = invocationStatus(fn, job, state);
+    const callback = job.data.callbackUrl === undefined ? undefined : await this.#redisCall(`reading the callback of ${invocationId}`, () => readCallbackState(this.redis, invocationId));
+    const status = { ...invocationStatus(fn, job, state), ...(callback ? { callback } : {}) };
     return status.result ? { ...status, result: this.#open(invocationId, status.result) } : status;
   }
 
@@ -306,6 +346,7 @@ export class InvocationQueue {
       const events = await Promise.allSettled([...this.#events.values()]);
       await Promise.allSettled(events.map((e) => (e.status === 'fulfilled' ? e.value.close() : undefined)));
       await Promise.allSettled([...this.#queues.values()].map((q) => q.close()));
+      await this.#flows?.close();
     })();
     await settleWithin(closing, reachable ? 2000 : 100, () => cutConnections(this.redis));
     this.#queues.clear();
@@ -327,12 +368,12 @@ export class InvocationQueue {
     }
   }
 
-  #jobOptions(mode: 'sync' | 'async', options: EnqueueOptions): JobsOptions {
+  #jobOptions(mode: InvocationMode, options: EnqueueOptions): JobsOptions {
     const r = this.retention;
     const backoff = options.backoff ?? this.#options.backoff;
     return {
-      // A sync caller gets the failure in its response; retrying behind its back would run the handler twice.
-      attempts: mode === 'sync' ? 1 : Math.max(1, options.attempts ?? this.#options.attempts),
+      // A sync caller gets the failure in its response; retrying behind its back would run the handler twice (policies.ts).
+      attempts: attemptsFor(mode, options.attempts, this.#options.attempts),
       backoff: { type: backoff.type, delay: backoff.delayMs },
       removeOnComplete: { age: r.completedAgeSeconds, count: r.completedCount },
       removeOnFail: { age: r.failedAgeSeconds, count: r.failedCount },

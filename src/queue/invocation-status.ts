@@ -1,4 +1,5 @@
 import type { Job, JobState } from 'bullmq';
+import { policyOf } from '../invocation/policies.ts';
 import { parseFailedReason } from './errors.ts';
 import type { InvocationJobData, InvocationJobResult, InvocationStatus, InvocationStatusName } from './job-data.ts';
 
@@ -25,7 +26,7 @@ export function invocationStatus(functionName: string, job: JobSnapshot, state: 
       // BullMQ only moves a job to `failed` when no attempt is left. A sync
       // run gets there when its one attempt threw (not an outcome: engine
       // over capacity, deployment gone): its caller got that error, it is no dead letter.
-      status = job.data.mode === 'sync' ? 'failed' : 'dead';
+      status = policyOf(job.data.mode).failedEnd;
       error = parseFailedReason(job.failedReason);
       break;
     case 'active':

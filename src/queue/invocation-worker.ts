@@ -2,6 +2,8 @@ import { Worker } from 'bullmq';
 import type { Redis } from 'ioredis';
 import type { InvocationEngine } from '../orchestrator/types.ts';
 import type { SecretsKey } from '../secrets/envelope.ts';
+import { CallbackOutbox } from '../invocation/callbacks/callback-outbox.ts';
+import type { CallbackDeliveryBounds } from '../invocation/callbacks/callback-settings.ts';
 import { ConcurrencyGovernor } from './concurrency-governor.ts';
 import { DEFAULT_WORKER_ID, processInvocationJob, type InvocationAttemptFailedEvent, type InvocationResultEvent, type ResolveDeployment } from './invocation-processor.ts';
 import { KEY_PREFIX, queueName, type InvocationJobData, type InvocationJobResult } from './job-data.ts';
@@ -39,6 +41,8 @@ export interface InvocationWorkersOptions {
    * with Redis gone that never comes, so the connections are cut.
    */
   closeRedisGraceMs?: number;
+  /** Attempts and backoff of the callbacks this node queues when an invocation with a callback URL ends. */
+  callbackBounds?: Partial<CallbackDeliveryBounds>;
   onError?: (err: Error) => void;
 }
 
@@ -57,6 +61,8 @@ export class InvocationWorkers {
   readonly #options: InvocationWorkersOptions & { onError: (err: Error) => void };
   readonly #workers = new Map<string, FunctionWorker>();
   readonly #governor: ConcurrencyGovernor;
+  /** Any node that runs invocations queues their callbacks (worker-only nodes too); gateway nodes send them. */
+  readonly #callbacks: CallbackOutbox;
   #closed = false;
 
   constructor(options: InvocationWorkersOptions) {
@@ -64,6 +70,7 @@ export class InvocationWorkers {
     this.workerId = options.workerId ?? DEFAULT_WORKER_ID;
     this.#redis = connectRedis(options.redisUrl, { name: 'snapfn-worker' });
     this.#redis.on('error', (err: Error) => this.#options.onError(err));
+    this.#callbacks = new CallbackOutbox(this.#redis, options.callbackBounds);
     this.#governor = new ConcurrencyGovernor({
       engine: options.engine,
       reserve: options.reserveForDirect ?? 0,
@@ -100,6 +107,7 @@ export class InvocationWorkers {
               workerId: this.workerId,
               ...(this.#options.isAbandoned ? { isAbandoned: this.#options.isAbandoned } : {}),
               ...(this.#options.secretsKey ? { secretsKey: this.#options.secretsKey } : {}),
+              onSettled: (settled) => this.#callbacks.enqueue(settled),
             });
           } finally {
             fw.processed++;
@@ -181,6 +189,7 @@ export class InvocationWorkers {
       }
     }
     this.#workers.clear();
+    await Promise.race([this.#callbacks.close(), new Promise((r) => setTimeout(r, 1000))]);
     await closeConnections(this.#redis);
   }
 

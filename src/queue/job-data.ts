@@ -1,7 +1,7 @@
 import { z } from 'zod';
 import type { PhaseTimings } from '../orchestrator/types.ts';
 import { FunctionName } from '../schemas/function-config.ts';
-import { InvocationMode, InvocationOutcome, InvocationStatusName, WireRequest } from '../schemas/invocation.ts';
+import { CallbackDelivery, InvocationMode, InvocationOutcome, InvocationStatusName, WireRequest } from '../schemas/invocation.ts';
 
 export { InvocationMode, InvocationStatusName };
 
@@ -46,6 +46,8 @@ export const InvocationJobData = z.object({
    * absent in jobs of older gateways.
    */
   expiresAt: z.number().optional(),
+  /** Async invocations: POSTed the result when the invocation ends (checked against SNAPFN_CALLBACK_ALLOW when accepted and when sent). */
+  callbackUrl: z.string().max(2048).optional(),
   /** W3C trace context of the enqueuing request, so the worker's spans join its trace. */
   trace: z.record(z.string(), z.string()).optional(),
 });
@@ -87,4 +89,6 @@ export interface InvocationStatus {
   enqueuedAt: number;
   startedAt?: number;
   finishedAt?: number;
+  /** Where its callback stands, when it has one. */
+  callback?: CallbackDelivery;
 }

@@ -20,7 +20,7 @@ export const VersionRecord = z.object({
   version: z.number().int().positive(),
   templateId: z.string().min(1),
   createdAt: z.string(),
-  source: z.enum(['deploy', 'env', 'schedule', 'rebuild']),
+  source: z.enum(['deploy', 'env', 'schedule', 'topics', 'rebuild']),
   config: FunctionConfig,
   env: z.record(z.string(), z.string()),
   secretNames: z.array(z.string()),

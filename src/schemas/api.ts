@@ -1,6 +1,6 @@
 import { z } from 'zod';
 import { EnvVars, FunctionConfig, FunctionName } from './function-config.ts';
-import { InvocationMode, InvocationStatusName, LogLine } from './invocation.ts';
+import { CallbackDelivery, InvocationMode, InvocationStatusName, LogLine } from './invocation.ts';
 import { ScheduleSetting } from './schedule.ts';
 import { BundlePath, MAX_BUNDLE_FILES, Sha256Hex, SourceManifest } from './source-manifest.ts';
 
@@ -116,8 +116,8 @@ export const VersionView = z.object({
   version: z.number().int().positive(),
   templateId: z.string(),
   createdAt: z.string(),
-  /** What created it: a deploy, an env/secret update, a schedule change, or a template rebuild after a restart. */
-  source: z.enum(['deploy', 'env', 'schedule', 'rebuild']),
+  /** What created it: a deploy, an env/secret update, a schedule or topics change, or a template rebuild after a restart. */
+  source: z.enum(['deploy', 'env', 'schedule', 'topics', 'rebuild']),
   config: FunctionConfig,
   env: z.record(z.string(), z.string()),
   /** Secret values are write-only: only their names ever leave the server. */
@@ -258,6 +258,8 @@ export const InvocationView = z.object({
   timings: z.object({ queueWaitMs: z.number(), acquireMs: z.number(), restoreMs: z.number(), handlerMs: z.number() }).optional(),
   /** The node that ran the last attempt (host:pid). */
   worker: z.string().optional(),
+  /** Async invocations with X-Callback-Url: where the callback stands (docs/triggers.md). */
+  callback: CallbackDelivery.optional(),
 });
 export type InvocationView = z.infer<typeof InvocationView>;
 

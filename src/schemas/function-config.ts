@@ -1,4 +1,5 @@
 import { z } from 'zod';
+import { TopicList } from './invocation.ts';
 import { ScheduleSetting } from './schedule.ts';
 
 /** Function names appear in URLs, netns-free paths and Redis keys: keep them boring. */
@@ -44,6 +45,8 @@ export const FunctionConfig = z
       .max(256)
       .regex(/^[A-Za-z0-9_@/.-]+\.[A-Za-z_$][A-Za-z0-9_$]*$/, 'handler is file.export, e.g. index.handler or src/app.default')
       .optional(),
+    /** Topics it subscribes to: each message published to one is one invocation of it (docs/triggers.md). */
+    topics: TopicList.optional(),
     /** Max invocations waiting in its queue (beyond: 429); default SNAPFN_MAX_QUEUED_PER_FUNCTION. */
     maxQueued: z.number().int().min(1).max(1_000_000).optional(),
   })

@@ -11,11 +11,13 @@ import { list } from './commands/list.ts';
 import { logs } from './commands/logs.ts';
 import { remove } from './commands/remove.ts';
 import { rollback } from './commands/rollback.ts';
+import { publish } from './commands/publish.ts';
 import { schedule } from './commands/schedule.ts';
+import { topics } from './commands/topics.ts';
 import { versions } from './commands/versions.ts';
 import { worker } from './commands/worker.ts';
 
-const COMMANDS: Command[] = [deploy, invoke, invocation, list, logs, rollback, versions, env, schedule, remove, evaluate, gc, worker];
+const COMMANDS: Command[] = [deploy, invoke, invocation, list, logs, rollback, versions, env, schedule, publish, topics, remove, evaluate, gc, worker];
 /** Other names some commands answer to. */
 const ALIASES: Record<string, Command> = { list, remove, status: invocation };
 

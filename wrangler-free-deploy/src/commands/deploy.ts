@@ -16,7 +16,7 @@ const PROGRESS_EVERY_MS = 2000;
 export const deploy: Command = {
   name: 'deploy',
   summary: 'upload a function directory (only the files the gateway lacks) and deploy it as a new version',
-  usage: 'fn deploy <dir> [--name NAME] [--handler FILE.EXPORT] [--env K=V]... [--secret K[=V]]... [--keep-warm] [--concurrency N] [--timeout MS] [--memory MB] [--schedule CRON] [--network none|egress] [--json]',
+  usage: 'fn deploy <dir> [--name NAME] [--handler FILE.EXPORT] [--env K=V]... [--secret K[=V]]... [--keep-warm] [--concurrency N] [--timeout MS] [--memory MB] [--schedule CRON] [--topic T]... [--network none|egress] [--json]',
   async run(args, ctx) {
     const { values, positionals } = parseCommand(
       this,
@@ -31,6 +31,7 @@ export const deploy: Command = {
         timeout: { type: 'string' },
         memory: { type: 'string' },
         schedule: { type: 'string' },
+        topic: { type: 'string', multiple: true },
         network: { type: 'string' },
       },
       { min: 1, max: 1 },
@@ -45,6 +46,7 @@ export const deploy: Command = {
       ...(values.timeout !== undefined ? { timeoutMs: intOption('timeout', values.timeout) } : {}),
       ...(values.memory !== undefined ? { memoryMb: intOption('memory', values.memory) } : {}),
       ...(values.schedule !== undefined ? { schedule: values.schedule } : {}),
+      ...(values.topic !== undefined ? { topics: values.topic } : {}),
       ...(values.network !== undefined ? { network: values.network } : {}),
     };
     const env = keyValues('env', values.env);

@@ -10,7 +10,8 @@ const ERROR_HEADER = 'x-fn-error';
 /** Only responses that came from a handler carry it. */
 const VERSION_HEADER = 'x-fn-version';
 
-async function requestBody(data: string | undefined, ctx: CommandContext): Promise<{ body: Buffer; contentType: string } | undefined> {
+/** `--data`: JSON given inline, or a file (`@path`, `@-` for stdin) sent as JSON when it parses as such. */
+export async function requestBody(data: string | undefined, ctx: CommandContext): Promise<{ body: Buffer; contentType: string } | undefined> {
   if (data === undefined) return undefined;
   if (!data.startsWith('@')) {
     try {
@@ -36,12 +37,12 @@ async function requestBody(data: string | undefined, ctx: CommandContext): Promi
 export const invoke: Command = {
   name: 'invoke',
   summary: 'call a function and print its response body (--async: queue it and print its invocation id)',
-  usage: 'fn invoke <name> [--data JSON|@file|@-] [--method METHOD] [--path /sub/path?query] [--async] [--idempotency-key KEY] [--json]',
+  usage: 'fn invoke <name> [--data JSON|@file|@-] [--method METHOD] [--path /sub/path?query] [--async [--callback-url URL]] [--idempotency-key KEY] [--json]',
   async run(args, ctx) {
     const { values, positionals } = parseCommand(
       this,
       args,
-      { data: { type: 'string', short: 'd' }, method: { type: 'string', short: 'X' }, path: { type: 'string' }, async: { type: 'boolean' }, 'idempotency-key': { type: 'string' } },
+      { data: { type: 'string', short: 'd' }, method: { type: 'string', short: 'X' }, path: { type: 'string' }, async: { type: 'boolean' }, 'callback-url': { type: 'string' }, 'idempotency-key': { type: 'string' } },
       { min: 1, max: 1 },
     );
     const name = positionals[0]!;
@@ -56,7 +57,10 @@ export const invoke: Command = {
 
     const key = values['idempotency-key'];
     if (key !== undefined && !/^[\x20-\x7e]{1,255}$/.test(key)) throw new UsageError('--idempotency-key must be 1-255 printable ASCII characters');
+    const callbackUrl = values['callback-url'];
+    if (callbackUrl !== undefined && !values.async) throw new UsageError('--callback-url needs --async');
     const headers: Record<string, string> = {
+      ...(callbackUrl !== undefined ? { 'x-callback-url': callbackUrl } : {}),
       ...(body ? { 'content-type': body.contentType } : {}),
       ...(values.async ? { 'x-fn-async': '1' } : {}),
       ...(key !== undefined ? { 'idempotency-key': key } : {}),
