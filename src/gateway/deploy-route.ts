@@ -1,5 +1,6 @@
 import type { Hono } from 'hono';
 import { PreparedDeploy } from '../deploy/deploy-pipeline.ts';
+import { storageFailure } from '../registry/disk-full.ts';
 import { DeployRequest, type DeployEvent } from '../schemas/api.ts';
 import type { GatewayDeps, GatewayEnv } from './env.ts';
 import { toSnapfnError } from './error-response.ts';
@@ -42,7 +43,7 @@ export function mountDeployRoute(app: Hono<GatewayEnv>, deps: GatewayDeps): void
         if (!outcome.unchanged) deps.gc?.schedule(`deploy of ${request.name}`);
         emit({ type: 'result', function: await loadFunctionView(deps.store, outcome.fn, origin) });
       } catch (err) {
-        emit({ type: 'error', error: toSnapfnError(err, deps.log).toJSON().error });
+        emit({ type: 'error', error: toSnapfnError((await storageFailure(err, deps.store.root)) ?? err, deps.log).toJSON().error });
       } finally {
         await prepared.close();
       }

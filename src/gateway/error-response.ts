@@ -3,11 +3,17 @@ import { z } from 'zod';
 import { CapacityError, InvalidInputError, SnapfnError } from '../errors.ts';
 import type { ErrorBody } from '../schemas/api.ts';
 import { zodMessage } from '../schemas/zod-message.ts';
+import { diskFullDetail, StorageFullError } from '../registry/disk-full.ts';
 import { InternalError, UnauthorizedError } from './http-errors.ts';
 
 /** Whatever was thrown, as the SnapfnError the client will see. Unknown errors become a bare 500 (and are logged, not shown). */
 export function toSnapfnError(err: unknown, log: (message: string) => void = console.error): SnapfnError {
   if (err instanceof SnapfnError) return err;
+  const full = diskFullDetail(err);
+  if (full) {
+    log(`snapfn gateway: out of disk space: ${(err as Error)?.message ?? String(err)}`);
+    return new StorageFullError(full);
+  }
   if (err instanceof z.ZodError) return new InvalidInputError(zodMessage(err));
   if (err instanceof HTTPException) {
     const code = err.status === 413 ? 'payload_too_large' : err.status === 404 ? 'not_found' : err.status < 500 ? 'bad_request' : 'internal_error';

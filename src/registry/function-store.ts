@@ -3,7 +3,7 @@ import path from 'node:path';
 import { echo, InvalidInputError, NotFoundError } from '../errors.ts';
 import type { Deployment } from '../orchestrator/types.ts';
 import { FunctionName, type FunctionConfig } from '../schemas/function-config.ts';
-import { readJsonFile, writeFileAtomic } from './atomic-file.ts';
+import { readJsonFile, writeFileAtomic, writeFileExclusive } from './atomic-file.ts';
 import { InvocationLog } from './invocation-log.ts';
 import { KeyedMutex } from './keyed-mutex.ts';
 import { BlobStore } from './blob-store.ts';
@@ -198,8 +198,8 @@ export class FunctionStore {
       secrets[String(number)] = { ...draft.secrets };
       await writeFileAtomic(path.join(dir, 'secrets.json'), JSON.stringify(secrets), { mode: SECRETS_MODE });
     }
-    // `wx`: two writers racing for one number is a bug the lock should have prevented; fail loudly.
-    await fs.writeFile(path.join(dir, 'versions', `${number}.json`), JSON.stringify(record, null, 2), { flag: 'wx', mode: PRIVATE_FILE_MODE });
+    // Exclusive: two writers racing for one number is a bug the lock should have prevented; fail loudly.
+    await writeFileExclusive(path.join(dir, 'versions', `${number}.json`), JSON.stringify(record, null, 2), { mode: PRIVATE_FILE_MODE });
     if (!(await this.get(name))) await writeFileAtomic(path.join(dir, 'function.json'), JSON.stringify(fn, null, 2), { mode: PRIVATE_FILE_MODE });
     this.#serving.delete(name);
     return record;
