@@ -4,6 +4,8 @@
 // and topics (fan-out to three subscribers, a repeated message id, a
 // subscriber that throws is retried and dead-lettered).
 import assert from 'node:assert/strict';
+import crypto from 'node:crypto';
+import fs from 'node:fs/promises';
 import http from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { after, before, describe, it } from 'node:test';
@@ -203,6 +205,23 @@ describe('triggers: callbacks and topics (real Redis, fake engine, real receiver
     const deleted = await f.api('DELETE', '/v1/functions/sub-c');
     assert.equal(deleted.status, 200);
     assert.equal(((await f.api('GET', '/v1/topics')).json as TopicsView).topics.find((t) => t.topic === 'invoices'), undefined);
+  });
+
+  it('the webhook example (docs/examples/webhook) accepts GitHub and Stripe signatures made with its secrets and nothing else', async () => {
+    const source = await fs.readFile(new URL('../docs/examples/webhook/index.mjs', import.meta.url), 'utf8');
+    await f.deployOk({ name: 'webhook', files: { 'index.mjs': source }, secrets: { GITHUB_WEBHOOK_SECRET: 'gh-secret-123456', STRIPE_WEBHOOK_SECRET: 'whsec_test_abcdef' } });
+    const body = '{"action":"opened","type":"charge.succeeded"}';
+    const gh = (secret: string) => `sha256=${crypto.createHmac('sha256', secret).update(body).digest('hex')}`;
+    const good = await f.request('/fn/webhook', { method: 'POST', body, headers: { 'x-hub-signature-256': gh('gh-secret-123456'), 'x-github-event': 'pull_request' } });
+    assert.equal(good.status, 200);
+    assert.deepEqual(await good.json(), { received: true, source: 'github', kind: 'pull_request' });
+    assert.equal((await f.request('/fn/webhook', { method: 'POST', body, headers: { 'x-hub-signature-256': gh('guessed-secret') } })).status, 401);
+    assert.equal((await f.request('/fn/webhook', { method: 'POST', body })).status, 401);
+    const stripe = (t: number) => `t=${t},v1=${crypto.createHmac('sha256', 'whsec_test_abcdef').update(`${t}.${body}`).digest('hex')}`;
+    const now = Math.floor(Date.now() / 1000);
+    const paid = await f.request('/fn/webhook', { method: 'POST', body, headers: { 'stripe-signature': stripe(now) } });
+    assert.deepEqual(await paid.json(), { received: true, source: 'stripe', kind: 'charge.succeeded' });
+    assert.equal((await f.request('/fn/webhook', { method: 'POST', body, headers: { 'stripe-signature': stripe(now - 3600) } })).status, 401, 'an old one replayed');
   });
 
   it('reports no unexpected errors', () => {
