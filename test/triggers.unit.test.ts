@@ -147,6 +147,29 @@ describe('triggers: callbacks and topics (real Redis, fake engine, real receiver
     assert.equal((await logsOf('hello')).length, before);
   });
 
+  it('with SNAPFN_CALLBACK_ALLOW=*, a name that resolves to loopback is accepted, then never called (checked per resolved address)', async () => {
+    // Its own Redis: the callbacks queue is shared by every gateway of one Redis, which share one allow-list.
+    const own = await startTestRedis('triggers-open');
+    process.env.SNAPFN_CALLBACK_ALLOW = '*';
+    const open = await GatewayFixture.create({ queue: { redisUrl: own.redis.url, tuning: { callbacks: { backoffMs: 100, attempts: 2, timeoutMs: 2000 } } } });
+    delete process.env.SNAPFN_CALLBACK_ALLOW;
+    try {
+      await open.deployOk({ name: 'hello-open', files: { 'index.js': HELLO } });
+      const port = new URL(receiver.url).port;
+      const res = await open.request('/fn/hello-open', { headers: { 'x-fn-async': '1', 'x-callback-url': `http://localhost:${port}/rebind` } });
+      assert.equal(res.status, 202, 'the name itself is allowed by *');
+      const { id } = (await res.json()) as { id: string };
+      assert.equal((await open.request(`/fn/hello-open`, { headers: { 'x-fn-async': '1', 'x-callback-url': `http://127.0.0.1:${port}/x` } })).status, 400, 'a loopback literal is not');
+      let view: InvocationView | undefined;
+      await waitFor('the callback to be refused', async () => (view = (await open.api('GET', `/v1/invocations/${id}`)).json as InvocationView).callback?.state === 'failed', 10_000);
+      assert.match(view!.callback!.lastError!, /resolves to .*127\.0\.0\.1.*does not grant/);
+      assert.equal(callbacksTo('/rebind').length, 0, 'the receiver on loopback was never reached');
+    } finally {
+      await open.close();
+      await own.close();
+    }
+  });
+
   it('a granted host name that resolves to a host-internal address is not called (DNS rebinding)', () => {
     const anyPublic = parseAllowList('*');
     // The name passes the request-time check ...
