@@ -123,11 +123,9 @@ export class FirecrackerDriver implements SandboxDriver {
 
   buildTemplate(source: TemplateSource, onProgress?: ProgressFn): Promise<Template> {
     return buildTemplate<FirecrackerSandbox>(
+      { name: this.name, templates: this.#templates, templateIdOf: (s) => this.templateIdOf(s) },
+      source,
       {
-        driver: this.name,
-        store: this.#templates,
-        source,
-        templateId: () => this.templateIdOf(source),
         prepare: async (tmp) => {
           await copyOnWriteDrive(this.#options.rootfsImage, path.join(tmp, T.root));
           await writeSourceImage(source.sourceDir, path.join(tmp, T.bundle));

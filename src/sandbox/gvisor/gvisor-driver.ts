@@ -113,12 +113,10 @@ export class GvisorDriver implements SandboxDriver {
 
   buildTemplate(source: TemplateSource, onProgress?: ProgressFn): Promise<Template> {
     return buildTemplate<GvisorSandbox>(
+      { name: this.name, templates: this.#templates, templateIdOf: (s) => this.templateIdOf(s) },
+      source,
       {
-        driver: this.name,
-        store: this.#templates,
-        source,
-        templateId: () => this.templateIdOf(source),
-        rootfsDir: async () => (await ensureRootfs(this.#home, source.rootfs ?? 'base')).dir,
+        rootfsHome: this.#home,
         prepare: (tmp) => copySourceDir(source.sourceDir, path.join(tmp, 'bundle')),
         boot: (tmp, templateId) =>
           this.#start('run', { bundleDir: path.join(tmp, 'bundle'), templateId, memoryMb: BUILD_MEMORY_MB, network: source.network, rootfs: source.rootfs ?? 'base' }).catch((err) => {

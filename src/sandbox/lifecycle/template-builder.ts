@@ -1,19 +1,23 @@
 import { TemplateBuildError } from '../../errors.ts';
 import type { ProgressFn, Template, TemplateSource } from '../driver.ts';
 import type { EnvdHello } from '../envd/envd-connection.ts';
+import { ensureRootfs } from '../rootfs/base-rootfs.ts';
 import { assertNativeLibraries } from '../rootfs/native-libraries.ts';
 import type { TemplateStore } from '../template/template-store.ts';
 import type { EnvdSandbox } from './envd-sandbox.ts';
 
+/** The driver a template is built by: its name, its store and its content hash of a source. */
+export interface TemplateOwner {
+  name: string;
+  templates: TemplateStore;
+  /** The template's content hash (it may need the root filesystem built first). */
+  templateIdOf(source: TemplateSource): Promise<string>;
+}
+
 /** What a driver brings to a template build; the recipe itself is buildTemplate's. */
 export interface TemplateRecipe<S extends EnvdSandbox> {
-  driver: string;
-  store: TemplateStore;
-  source: TemplateSource;
-  /** The template's content hash (it may need the root filesystem built first). */
-  templateId(): Promise<string>;
-  /** The root filesystem the guest runs on, for the native-addon check; absent: the driver's image is opaque. */
-  rootfsDir?(): Promise<string>;
+  /** SNAPFN_HOME where the guest's root filesystem flavor is built (the native-addon check reads it); absent: the driver's image is opaque. */
+  rootfsHome?: string;
   /** Writes what the boot needs into the build directory (the bundle, disks). */
   prepare?(tmp: string, templateId: string): Promise<void>;
   /** Boots the sandbox from scratch and waits for envd's hello. */
@@ -33,13 +37,13 @@ export interface TemplateRecipe<S extends EnvdSandbox> {
  * directory, renamed into place only when complete). Never rebuilds a
  * template whose id exists.
  */
-export async function buildTemplate<S extends EnvdSandbox>(recipe: TemplateRecipe<S>, onProgress: ProgressFn = () => {}): Promise<Template> {
+export async function buildTemplate<S extends EnvdSandbox>(owner: TemplateOwner, source: TemplateSource, recipe: TemplateRecipe<S>, onProgress: ProgressFn = () => {}): Promise<Template> {
   onProgress('rootfs');
-  const id = await recipe.templateId();
-  const rootfs = recipe.source.rootfs ?? 'base';
-  return recipe.store.getOrBuild(id, async (tmp) => {
+  const id = await owner.templateIdOf(source);
+  const rootfs = source.rootfs ?? 'base';
+  return owner.templates.getOrBuild(id, async (tmp) => {
     const started = performance.now();
-    if (recipe.rootfsDir) await assertNativeLibraries({ functionDir: recipe.source.sourceDir, rootfsDir: await recipe.rootfsDir() });
+    if (recipe.rootfsHome) await assertNativeLibraries({ functionDir: source.sourceDir, rootfsDir: (await ensureRootfs(recipe.rootfsHome, rootfs)).dir });
     await recipe.prepare?.(tmp, id);
     onProgress('boot', { templateId: id });
     const { sandbox, hello } = await recipe.boot(tmp, id);
@@ -56,6 +60,6 @@ export async function buildTemplate<S extends EnvdSandbox>(recipe: TemplateRecip
     await recipe.afterCheckpoint?.(tmp, id, onProgress);
     const imageBytes = await recipe.imageBytes(tmp);
     onProgress('done', { templateId: id, imageBytes });
-    return { driver: recipe.driver, handlerConfig: hello.handlerConfig, buildMs: Math.round(performance.now() - started), imageBytes, ...(rootfs === 'base' ? {} : { rootfs }) };
+    return { driver: owner.name, handlerConfig: hello.handlerConfig, buildMs: Math.round(performance.now() - started), imageBytes, ...(rootfs === 'base' ? {} : { rootfs }) };
   });
 }

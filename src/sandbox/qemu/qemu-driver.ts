@@ -121,13 +121,11 @@ export class QemuDriver implements SandboxDriver {
 
   buildTemplate(source: TemplateSource, onProgress?: ProgressFn): Promise<Template> {
     return buildTemplate<QemuSandbox>(
+      { name: this.name, templates: this.#templates, templateIdOf: (s) => this.templateIdOf(s) },
+      source,
       {
-        driver: this.name,
-        store: this.#templates,
-        source,
-        templateId: () => this.templateIdOf(source),
         // The guest's root filesystem is the flavor's plus busybox: its libraries are the flavor's.
-        rootfsDir: async () => (await ensureRootfs(this.#home, source.rootfs ?? 'base')).dir,
+        rootfsHome: this.#home,
         prepare: async (tmp) => {
           await writeSourceImage(source.sourceDir, path.join(tmp, T.bundle));
           // 'egress' boots with the NIC so that the snapshot has it configured.
