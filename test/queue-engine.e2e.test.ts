@@ -10,7 +10,7 @@ import path from 'node:path';
 import { after, before, describe, test } from 'node:test';
 import { fileURLToPath } from 'node:url';
 import { createEngine } from '../src/orchestrator/index.ts';
-import { DeploymentRegistry } from '../src/queue/deployment-registry.ts';
+import { DeploymentRegistry, deploymentKey } from '../src/queue/deployment-registry.ts';
 import { InvocationQueue } from '../src/queue/invocation-queue.ts';
 import { InvocationWorkers, type InvocationResultEvent } from '../src/queue/invocation-worker.ts';
 import { connectRedis } from '../src/queue/redis-server.ts';
@@ -31,13 +31,15 @@ describe('queue through the real engine', () => {
   let workers: InvocationWorkers;
   let registry: DeploymentRegistry;
   const events: InvocationResultEvent[] = [];
+  /** The gateways' key: the worker node opens sealed deployment secrets and seals its results with it. */
+  const secretsKey = SecretsKey.generate();
 
   before(async () => {
     redis = await startTestRedis('engine');
     home = await tempHome('queue-engine');
     engine = await createEngine({ home, maxSandboxes: 2, poolSize: 0 });
-    queue = new InvocationQueue({ redisUrl: redis.redis.url, backoff: { type: 'fixed', delayMs: 50 }, onError: () => {} });
-    registry = new DeploymentRegistry(queue.redis);
+    queue = new InvocationQueue({ redisUrl: redis.redis.url, backoff: { type: 'fixed', delayMs: 50 }, secretsKey, onError: () => {} });
+    registry = new DeploymentRegistry(queue.redis, secretsKey);
     workers = new InvocationWorkers({ redisUrl: redis.redis.url, engine, resolveDeployment: registry.resolver(), onResult: (e) => void events.push(e), onError: () => {} });
   });
 
@@ -95,8 +97,6 @@ describe('queue through the real engine', () => {
     await workers.stop('hello');
     const workerHome = await tempHome('worker-node');
     const healthPort = await freePort();
-    // The worker seals the results it sends back: the reader below needs the same key.
-    const secretsKey = SecretsKey.generate();
     const child = spawn(process.execPath, ['--import', 'tsx', WORKER_ENTRY], {
       env: {
         ...process.env,
@@ -123,6 +123,10 @@ describe('queue through the real engine', () => {
       const health = (await (await fetch(`http://127.0.0.1:${healthPort}/healthz`)).json()) as { functions: number; engine: { maxSandboxes: number } };
       assert.equal(health.engine.maxSandboxes, 2);
 
+      // Republished with a secret: the record holds it sealed, and only the worker's key opens it for the run.
+      await registry.publish({ ...(await registry.get('hello', 'active')), env: { WORKER_TOKEN: 'worker-secret-value' }, secretNames: ['WORKER_TOKEN'] });
+      const raw = (await queue.redis.get(deploymentKey('hello', 1)))!;
+      assert.ok(!raw.includes('worker-secret-value') && JSON.parse(raw).sealedSecrets, raw);
       const hello = await registry.get('hello', 'active');
       const ids = await Promise.all([1, 2, 3].map((i) => queue.enqueue('hello', { deployment: { name: 'hello', version: hello.version }, request: get(`http://localhost/fn/hello?name=w${i}`), mode: 'async' })));
       await waitFor(`3 completions on the worker node (${stderr})`, async () => (await Promise.all(ids.map((id) => queue.status(id)))).every((s) => s.status === 'completed'), 120_000, 200);
@@ -145,5 +149,35 @@ describe('queue through the real engine', () => {
       await fs.rm(workerHome, { recursive: true, force: true });
       assert.deepEqual(left, [], 'the worker node left sandboxes behind');
     }
+  });
+  test('a worker-only node without the gateways\' secrets key, or with another one, stops at start with one line', async () => {
+    const run = async (key: string | undefined) => {
+      const workerHome = await tempHome('worker-key');
+      try {
+        const child = spawn(process.execPath, ['--import', 'tsx', WORKER_ENTRY], {
+          env: { ...process.env, REDIS_URL: redis.redis.url, SNAPFN_HOME: workerHome, SNAPFN_TEMPLATE_STORE: path.join(home, 'templates'), SNAPFN_SECRETS_KEY: key ?? '' },
+          stdio: ['ignore', 'ignore', 'pipe'],
+        });
+        let stderr = '';
+        child.stderr!.on('data', (c: Buffer) => (stderr += c.toString()));
+        const [code] = (await once(child, 'exit')) as [number | null];
+        return { code, lines: stderr.trim().split('\n') };
+      } finally {
+        await fs.rm(workerHome, { recursive: true, force: true });
+      }
+    };
+    const missing = await run(undefined);
+    assert.equal(missing.code, 2, missing.lines.join('\n'));
+    assert.equal(missing.lines.length, 1, missing.lines.join('\n'));
+    assert.match(missing.lines[0]!, /^snapfn worker: SNAPFN_SECRETS_KEY is required in worker mode/);
+    // The earlier worker recorded its key's id in Redis: another key is refused, naming both.
+    const other = SecretsKey.generate();
+    const wrong = await run(other.toBase64());
+    assert.equal(wrong.code, 2, wrong.lines.join('\n'));
+    assert.equal(wrong.lines.length, 1, wrong.lines.join('\n'));
+    assert.ok(wrong.lines[0]!.includes(other.id) && wrong.lines[0]!.includes(secretsKey.id), wrong.lines[0]);
+    const malformed = await run('not-a-key');
+    assert.equal(malformed.code, 2);
+    assert.match(malformed.lines.join('\n'), /SNAPFN_SECRETS_KEY must be 32 bytes/);
   });
 });

@@ -10,7 +10,10 @@ import { ConfigError, loadConfig } from '../src/config.ts';
 import type { InvocationJobResult } from '../src/queue/job-data.ts';
 import { openResult, redactOutcome, sealResult } from '../src/secrets/at-rest.ts';
 import { isSealed, parseSecretsKey, SealedDataError, SecretsKey } from '../src/secrets/envelope.ts';
+import { checkSecretsKey } from '../src/secrets/key-check.ts';
 import { KEY_FILE, resolveSecretsKey } from '../src/secrets/key-source.ts';
+import { connectRedis } from '../src/queue/redis-connection.ts';
+import { startTestRedis } from './support/redis.ts';
 
 const SECRET = 'hunter2-but-longer';
 
@@ -113,5 +116,22 @@ describe('a queued result at rest', () => {
     assert.throws(() => openResult(key, 'inv-2', stored), SealedDataError);
     assert.throws(() => openResult(SecretsKey.generate(), 'inv-1', stored), /every node needs the same SNAPFN_SECRETS_KEY/);
     assert.throws(() => openResult(undefined, 'inv-1', stored), /no secrets key/);
+  });
+});
+
+describe('the key against Redis (a real one)', () => {
+  it('the first node records its key id; the same key passes, another is a ConfigError naming both', async () => {
+    const redis = await startTestRedis('key-check');
+    const client = connectRedis(redis.redis.url);
+    try {
+      const key = SecretsKey.generate();
+      await checkSecretsKey(client, key);
+      await checkSecretsKey(client, key);
+      const other = SecretsKey.generate();
+      await assert.rejects(checkSecretsKey(client, other), (err: Error) => err instanceof ConfigError && err.message.includes(key.id) && err.message.includes(other.id));
+    } finally {
+      client.disconnect();
+      await redis.close();
+    }
   });
 });
