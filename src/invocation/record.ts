@@ -1,4 +1,4 @@
-import { redactor } from '../gateway/redact.ts';
+import { redactor } from '../secrets/redact.ts';
 import type { FunctionStore } from '../registry/function-store.ts';
 import type { InvocationLogEntry } from '../schemas/api.ts';
 

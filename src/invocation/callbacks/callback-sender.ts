@@ -2,7 +2,7 @@ import http from 'node:http';
 import https from 'node:https';
 import { UnrecoverableError, Worker, type Job } from 'bullmq';
 import type { Redis } from 'ioredis';
-import { redactor } from '../../gateway/redact.ts';
+import { redactor } from '../../secrets/redact.ts';
 import { closeConnections, cutConnections } from '../../queue/redis-connection.ts';
 import type { CallbackDelivery, CallbackPayload } from '../../schemas/invocation.ts';
 import { CALLBACK_QUEUE, readCallbackState, writeCallbackState, type CallbackJob } from './callback-outbox.ts';
