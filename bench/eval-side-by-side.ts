@@ -4,9 +4,9 @@
 // what differs between the two columns is the eval code and nothing else.
 //
 // Each build runs as its own gateway (`node --import tsx src/main.ts` in its
-// own scratch home, default eval pool). They take turns in blocks of five
-// evaluations, one a second, so each sees the same machine and, during its
-// block, the other one idle with its pool full. Per language and build: HTTP
+// own scratch home, default eval pool). Each gets one evaluation a second,
+// the two half a second apart, so both see the same machine (and each the
+// other's pool refills). Per language and build: HTTP
 // p50/p99, pool hits, and where a pool hit's time goes (the result's
 // timings: the round trip into the sandbox, up to the runtime's start, the
 // run, and from the result to the end of the process).
@@ -20,10 +20,11 @@ import { fileURLToPath } from 'node:url';
 import { parseArgs } from 'node:util';
 import { freePort, type GatewayProcess } from '../test/support/gateway-process.ts';
 import { evalSnippet, type EvalLanguage } from './eval.ts';
+import { GatewayClient } from './gateway-client.ts';
 import { progress, summarize } from './stats.ts';
+import type { LogsResponse } from '../src/schemas/api.ts';
 
 const ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..');
-const BLOCK = 5;
 const INTERVAL_MS = 1000;
 /** What the baseline takes from its commit: the eval runtime and its host side. */
 const EVAL_PATHS = ['runtime/eval', 'src/eval', 'src/schemas/eval.ts'];
@@ -75,6 +76,30 @@ async function evaluate(url: string, language: EvalLanguage): Promise<Sample> {
   return { httpMs, source: t.sandbox, handlerMs: t.handlerMs, startMs: t.startMs, runMs: t.runMs, exitMs: t.exitMs };
 }
 
+/** functions/hello with a pool of one, invoked once a second: HTTP p50/p99 and, of the pool hits, the handler phase (from the invocation log). */
+async function functionFloor(url: string, n: number): Promise<Record<string, number | null>> {
+  const client = new GatewayClient(url);
+  const name = 'bench-eval-floor';
+  progress(`function floor: deploying functions/hello as ${name} (pool of one), ${n} invocations, one a second`);
+  await client.deploy(path.join(ROOT, 'functions', 'hello'), name, { poolSize: 1 });
+  await client.invoke(name);
+  const latencies: number[] = [];
+  let next = performance.now() + INTERVAL_MS;
+  for (let i = 0; i < n; i++) {
+    const wait = next - performance.now();
+    if (wait > 0) await new Promise((resolve) => setTimeout(resolve, wait));
+    next = Math.max(next + INTERVAL_MS, performance.now());
+    const started = performance.now();
+    await client.invoke(name);
+    latencies.push(performance.now() - started);
+  }
+  const logs = (await fetch(`${url}/v1/functions/${name}/logs?limit=1000`).then((r) => r.json())) as LogsResponse;
+  const hits = logs.entries.filter((e) => e.timings?.source === 'pool').slice(0, n);
+  await client.remove(name);
+  const http = summarize(latencies);
+  return { n, pool_hits: hits.length, p50_ms: http.p50_ms, p99_ms: http.p99_ms, hit_handler_p50_ms: p50(hits.map((e) => e.timings!.handlerMs)) };
+}
+
 const p50 = (values: Array<number | undefined>) => {
   const known = values.filter((v): v is number => typeof v === 'number');
   return known.length ? summarize(known).p50_ms : null;
@@ -83,7 +108,7 @@ const p50 = (values: Array<number | undefined>) => {
 async function main(): Promise<void> {
   const { values } = parseArgs({ options: { baseline: { type: 'string' }, n: { type: 'string' }, languages: { type: 'string' } } });
   const rev = values.baseline ?? 'HEAD';
-  const n = Math.max(BLOCK, Number(values.n ?? 20));
+  const n = Math.max(1, Number(values.n ?? 20));
   const languages = (values.languages ?? 'javascript,python,bash').split(',') as EvalLanguage[];
   const baseRev = execFileSync('git', ['-C', ROOT, 'rev-parse', '--short', rev]).toString().trim();
   progress(`baseline: the eval code of ${baseRev}; current: the working tree`);
@@ -100,22 +125,21 @@ async function main(): Promise<void> {
     const samples = new Map<string, Sample[]>();
     for (const language of languages) {
       for (const build of builds) await evaluate(build.gateway!.url, language); // unmeasured: pools may still fill
-      for (let done = 0; done < n; done += BLOCK) {
+      // Each build gets one a second; the builds take turns, half a second apart.
+      let next = performance.now() + INTERVAL_MS;
+      for (let i = 0; i < n; i++) {
         for (const build of builds) {
+          const wait = next - performance.now();
+          if (wait > 0) await new Promise((resolve) => setTimeout(resolve, wait));
+          next = Math.max(next + INTERVAL_MS / builds.length, performance.now());
           const key = `${language}\t${build.name}`;
-          const list = samples.get(key) ?? [];
-          samples.set(key, list);
-          let next = performance.now() + INTERVAL_MS;
-          for (let i = 0; i < BLOCK && done + i < n; i++) {
-            const wait = next - performance.now();
-            if (wait > 0) await new Promise((resolve) => setTimeout(resolve, wait));
-            next = Math.max(next + INTERVAL_MS, performance.now());
-            list.push(await evaluate(build.gateway!.url, language));
-          }
+          samples.set(key, [...(samples.get(key) ?? []), await evaluate(build.gateway!.url, language)]);
         }
-        progress(`${language}: ${Math.min(n, done + BLOCK)}/${n} per build`);
+        if ((i + 1) % 5 === 0) progress(`${language}: ${i + 1}/${n} per build`);
       }
     }
+    // The floor: a plain function's pool hit on the current build, same cadence (the envd round trip every sandbox pays).
+    const floor = await functionFloor(builds[1]!.gateway!.url, n);
     const rows: Record<string, unknown>[] = [];
     for (const [key, list] of samples) {
       const [language, build] = key.split('\t');
@@ -135,6 +159,7 @@ async function main(): Promise<void> {
         hit_exit_p50_ms: p50(hits.map((s) => s.exitMs)),
       });
     }
+    rows.push({ language: 'function (hello)', build: 'current', ...floor });
     const load = os.loadavg().map((l) => l.toFixed(1)).join(' ');
     const cell = (v: unknown) => (v === null || v === undefined ? '-' : String(v));
     const columns = ['language', 'build', 'n', 'pool_hits', 'p50_ms', 'p99_ms', 'hit_p50_ms', 'hit_handler_p50_ms', 'hit_start_p50_ms', 'hit_run_p50_ms', 'hit_exit_p50_ms'];

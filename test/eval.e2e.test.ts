@@ -201,6 +201,23 @@ describe('eval service (gVisor)', () => {
     });
   });
 
+  test('javascript: output after the result is kept, a child holding the output is waited for, and the phases are reported', async () => {
+    // The runner reports its own exit once its output is closed: what timers and exit listeners print still counts.
+    const late = await run({ language: 'javascript', code: 'setTimeout(() => console.log("late"), 50);\nprocess.on("exit", (c) => console.log("bye", c));\n1 + 1' });
+    assert.deepEqual([late.result, late.stdout, late.exitCode, late.error], [2, 'late\nbye 0\n', 0, undefined]);
+    const exited = await run({ language: 'javascript', code: 'process.exitCode = 4;\n"x"' });
+    assert.deepEqual([exited.exitCode, exited.error?.code], [4, 'runtime_error']);
+    // A child that inherited stdout keeps the run going until it closes it.
+    const child = await run({ language: 'javascript', code: 'require("node:child_process").spawn("sh", ["-c", "sleep 0.3; echo child"], { stdio: "inherit" });\n1' });
+    assert.deepEqual([child.result, child.stdout, child.error], [1, 'child\n', undefined]);
+    assert.ok((child.timings?.runMs ?? 0) >= 250, `runMs ${child.timings?.runMs}`);
+    for (const r of [late, exited, child]) {
+      const t = r.timings!;
+      for (const k of ['handlerMs', 'startMs', 'exitMs'] as const) assert.equal(typeof t[k], 'number', `${k}: ${JSON.stringify(t)}`);
+      assert.ok(t.startMs! + t.runMs <= t.handlerMs! + 1, JSON.stringify(t));
+    }
+  });
+
   test('warm-pool latency (sequential requests; reported, loosely bounded)', async (t) => {
     for (const language of ['javascript', 'python', 'bash'] as const) {
       const samples: number[] = [];

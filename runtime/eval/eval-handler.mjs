@@ -140,10 +140,12 @@ async function evaluate(req, run, received = performance.now()) {
   run.send(runner.control(req));
   run.child.stdin.end(req.stdin ?? '');
   const { startup, end, lingering, runMs } = await supervise(run, req.timeoutMs);
-  run.kill();
-  // What is still in the pipes; a process that escaped the group may hold them forever.
-  await run.waitFor(['exit'], 1000);
-  await run.waitFor(['drained'], 100);
+  if (!run.clean) {
+    run.kill();
+    // What is still in the pipes; a process that escaped the group may hold them forever.
+    await run.waitFor(['exit'], 1000);
+    await run.waitFor(['drained'], 100);
+  }
   const ended = performance.now();
   const result = run.message('result');
   const error = classify({
@@ -178,9 +180,15 @@ fs.writeFileSync(runnerFile, runnerSource);
 // One throwaway evaluation runs this handler's whole path, so the snapshot
 // holds it compiled (as envd's own warm-up does for envd's path).
 const WARM = { javascript: '[1, 2].map((x) => x * 2).length', python: 'len([1, 2])', bash: 'echo $((1 + 1)) >/dev/null' }[language];
-await evaluate({ code: WARM, timeoutMs: 5000, memoryMb: 256, stdin: '' }, await startRunner({ memoryMb: 256 }));
+const warmRun = await startRunner({ memoryMb: 256 });
+await evaluate({ code: WARM, timeoutMs: 5000, memoryMb: 256, stdin: '' }, warmRun);
+// Gone before the checkpoint: nothing of it may be in the snapshot.
+warmRun.kill();
+await warmRun.gone;
 fs.rmSync(codeFile, { force: true });
 let prestarted = await startRunner({ memoryMb: 256 });
+/** Stops what a clean run left behind, if the backstop has not yet. */
+let leftover;
 
 /**
  * In every restored sandbox, before it serves (a warm-pool sandbox: long
@@ -197,6 +205,9 @@ export async function afterRestore() {
 
 export default async function handler(request) {
   const received = performance.now();
+  // Not in an eval sandbox (one request each), but should a second request come, the first one's leftovers go first.
+  leftover?.();
+  leftover = undefined;
   const req = await request.json();
   if (req.language !== language) throw new Error(`this is the ${language} eval template, not ${req.language}`);
   let run = prestarted && !prestarted.exit ? prestarted : undefined;
@@ -205,6 +216,13 @@ export default async function handler(request) {
     run ??= await startRunner(req);
     return await evaluate(req, run, received);
   } finally {
-    if (run) killEverything(run);
+    // After a clean run, what is left (the runner waiting to be let go,
+    // background processes that closed their output) cannot change the
+    // answer: it goes with the sandbox, which the host destroys right after;
+    // the delayed kill is a backstop. Anything else is stopped first.
+    if (run?.clean) {
+      const timer = setTimeout(() => ((leftover = undefined), killEverything(run)), 200).unref();
+      leftover = () => (clearTimeout(timer), killEverything(run));
+    } else if (run) killEverything(run);
   }
 }

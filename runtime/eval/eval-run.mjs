@@ -25,6 +25,8 @@ export class Run {
     this.at = {};
     this.options = options;
     this.child = spawn(argv[0], argv.slice(1), { cwd: options.cwd, env: options.env, stdio: ['pipe', 'pipe', 'pipe', 'pipe'], detached: true });
+    /** Resolves once the process itself is gone (a reported exit comes before it). */
+    this.gone = new Promise((resolve) => this.child.once('exit', resolve));
     this.child.on('exit', (code, signal) => this.#exited({ code, signal }));
     this.child.on('error', (err) => this.#exited({ code: null, signal: null, spawnError: err.message }));
     this.child.stdin.on('error', () => {});
@@ -39,6 +41,11 @@ export class Run {
       this.#event('drained');
     });
     this.#readControl(this.child.stdio[3]);
+  }
+
+  /** The runner said it is done, its output is closed and nothing hit a limit: nothing is left to stop before answering. */
+  get clean() {
+    return !!this.exit?.reported && this.drained && !this.limit;
   }
 
   message(type) {

@@ -134,8 +134,10 @@ async function main() {
   // node's own exit (V8 teardown, thread joins: ~10 ms here) is skipped: once
   // the event loop is empty, 'exit' listeners run as usual and the process
   // ends. A snippet with its own 'beforeExit' listener gets node's own path.
-  // Its output is complete then: closing it and saying so lets the handler
-  // answer without waiting for gVisor to tear the process down (~5 ms).
+  // Its output is complete then: it closes it, says so and waits, without
+  // exiting, until the handler hangs up. The handler answers first; this
+  // process is torn down with the whole sandbox (one host-side kill), not
+  // task by task inside gVisor while the answer is on its way out.
   const exit = process.exit;
   process.reallyExit = (exitCode) => {
     for (const fd of [1, 2]) {
@@ -146,6 +148,12 @@ async function main() {
       }
     }
     send({ type: 'exit', code: Number(exitCode ?? 0) & 0xff });
+    const buf = Buffer.alloc(64);
+    try {
+      while (fs.readSync(CONTROL_FD, buf, 0, buf.length, null) > 0);
+    } catch {
+      // fd 3 is gone: nobody is waiting any more
+    }
     addon.exitNow(exitCode);
   };
   process.on('beforeExit', () => {
