@@ -1,8 +1,9 @@
 // Other sandbox drivers side by side with the main run's (issue 7):
 // SNAPFN_BENCH_DRIVERS=gvisor,qemu names them; the main run already is the
-// gVisor column, so only the others are measured here. Engine level (no
-// gateway): the same bundle, a template build, a restore per request, and
-// keepWarm reuse, each driver in its own engine and home.
+// gVisor column, so only the others are measured here. Engine level: the
+// same bundle, a template build, a restore per request, and keepWarm reuse,
+// each driver in its own engine and home; then restore and keepWarm again
+// through a gateway on that driver (bench/drivers-http.ts).
 import fs from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
@@ -17,6 +18,7 @@ import type { Deployment } from '../src/orchestrator/types.ts';
 import { FunctionConfig, type FunctionConfigInput } from '../src/schemas/function-config.ts';
 import type { WireRequest } from '../src/schemas/invocation.ts';
 import type { Sandbox } from '../src/sandbox/driver.ts';
+import { benchDriverHttp, type DriverHttpBench } from './drivers-http.ts';
 import { driversTable } from './report.ts';
 import { progress, summarize, timed, type LatencySummary } from './stats.ts';
 
@@ -40,6 +42,8 @@ export interface DriverBench {
   cold_boot: LatencySummary;
   /** cold_boot p50 over restore p50. */
   cold_boot_over_restore: number;
+  /** The same scenarios through a gateway on this driver (bench/drivers-http.ts); absent when the function is not an example. */
+  http?: DriverHttpBench;
 }
 
 /** Drivers this module can add a column for. */
@@ -68,7 +72,12 @@ export async function benchDrivers(options: { quick: boolean; source: FunctionSo
   const drivers = requestedDrivers();
   if (drivers.length === 0) return undefined;
   const out: Record<string, DriverBench> = {};
-  for (const driver of drivers) out[driver] = await benchOne(driver, options);
+  for (const driver of drivers) {
+    const engineLevel = await benchOne(driver, options);
+    // After the engine-level run has closed its engine: one driver's sandboxes at a time.
+    const http = await benchDriverHttp(driver, { n: options.quick ? 8 : 20, functionName: options.functionName, progress: options.progress });
+    out[driver] = { ...engineLevel, ...(http ? { http } : {}) };
+  }
   return out;
 }
 

@@ -49,7 +49,7 @@ export function driversTable(drivers: Record<string, DriverBench>): string[] {
   const names = Object.keys(drivers);
   const row = (label: string, pick: (d: DriverBench) => string | number) => `| ${label} | ${names.map((n) => pick(drivers[n]!)).join(' | ')} |`;
   return [
-    '### Other drivers (engine level, SNAPFN_BENCH_DRIVERS)',
+    '### Other drivers (engine level, then HTTP; SNAPFN_BENCH_DRIVERS)',
     '',
     `| | ${names.map((n) => `${n}/${drivers[n]!.platform}`).join(' | ')} |`,
     `|---|${names.map(() => '---').join('|')}|`,
@@ -62,6 +62,9 @@ export function driversTable(drivers: Record<string, DriverBench>): string[] {
     row('keepWarm reuse p50 / p99 ms', (d) => `${d.keep_warm.p50_ms} / ${d.keep_warm.p99_ms} (n=${d.keep_warm.n})`),
     row('cold boot (no snapshot) p50 / p99 ms', (d) => (d.cold_boot ? `${d.cold_boot.p50_ms} / ${d.cold_boot.p99_ms} (n=${d.cold_boot.n})` : '')),
     row('cold boot / restore (p50)', (d) => d.cold_boot_over_restore ?? ''),
+    row('HTTP: fn deploy to first answer ms', (d) => d.http?.deploy_ms ?? ''),
+    row('HTTP: restore per request p50 / p99 ms', (d) => (d.http ? `${d.http.restore.p50_ms} / ${d.http.restore.p99_ms} (n=${d.http.restore.n})` : '')),
+    row('HTTP: keepWarm reuse p50 / p99 ms', (d) => (d.http ? `${d.http.keep_warm.p50_ms} / ${d.http.keep_warm.p99_ms} (n=${d.http.keep_warm.n})` : '')),
   ];
 }
 

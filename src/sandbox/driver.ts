@@ -64,9 +64,11 @@ export interface Sandbox {
    */
   invoke(request: WireRequest, options: InvokeOptions): Promise<InvocationOutcome>;
   /**
-   * Run envd's request path once without calling the handler. Right after a
-   * restore the first request pays ~20 ms of page faults; the warm pool does
-   * this off the request path.
+   * The rehearsal after a restore (every driver alike, lifecycle/envd-sandbox.ts):
+   * envd's request path once, with its stand-in handler, never the user's.
+   * Right after a restore the first request pays ~20 ms of page faults; the
+   * warm pool does this off the request path. (Priming, before a checkpoint,
+   * is the template builder's, not part of this interface.)
    */
   warmup(): Promise<void>;
   /**
