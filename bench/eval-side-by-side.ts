@@ -19,7 +19,7 @@ import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { parseArgs } from 'node:util';
 import { freePort, type GatewayProcess } from '../test/support/gateway-process.ts';
-import { evalSnippet, type EvalLanguage } from './eval.ts';
+import { evalSnippet, pacer, type EvalLanguage } from './eval.ts';
 import { GatewayClient } from './gateway-client.ts';
 import { progress, summarize } from './stats.ts';
 import type { LogsResponse } from '../src/schemas/api.ts';
@@ -84,11 +84,9 @@ async function functionFloor(url: string, n: number): Promise<Record<string, num
   await client.deploy(path.join(ROOT, 'functions', 'hello'), name, { poolSize: 1 });
   await client.invoke(name);
   const latencies: number[] = [];
-  let next = performance.now() + INTERVAL_MS;
+  const slot = pacer(INTERVAL_MS);
   for (let i = 0; i < n; i++) {
-    const wait = next - performance.now();
-    if (wait > 0) await new Promise((resolve) => setTimeout(resolve, wait));
-    next = Math.max(next + INTERVAL_MS, performance.now());
+    await slot();
     const started = performance.now();
     await client.invoke(name);
     latencies.push(performance.now() - started);
@@ -126,12 +124,10 @@ async function main(): Promise<void> {
     for (const language of languages) {
       for (const build of builds) await evaluate(build.gateway!.url, language); // unmeasured: pools may still fill
       // Each build gets one a second; the builds take turns, half a second apart.
-      let next = performance.now() + INTERVAL_MS;
+      const slot = pacer(INTERVAL_MS / builds.length);
       for (let i = 0; i < n; i++) {
         for (const build of builds) {
-          const wait = next - performance.now();
-          if (wait > 0) await new Promise((resolve) => setTimeout(resolve, wait));
-          next = Math.max(next + INTERVAL_MS / builds.length, performance.now());
+          await slot();
           const key = `${language}\t${build.name}`;
           samples.set(key, [...(samples.get(key) ?? []), await evaluate(build.gateway!.url, language)]);
         }
@@ -139,7 +135,11 @@ async function main(): Promise<void> {
       }
     }
     // The floor: a plain function's pool hit on the current build, same cadence (the envd round trip every sandbox pays).
-    const floor = await functionFloor(builds[1]!.gateway!.url, n);
+    // A failed floor must not cost the eval rows measured above.
+    const floor = await functionFloor(builds[1]!.gateway!.url, n).catch((err: Error) => {
+      progress(`function floor failed: ${err.message.slice(0, 300)}`);
+      return { n: 0 };
+    });
     const rows: Record<string, unknown>[] = [];
     for (const [key, list] of samples) {
       const [language, build] = key.split('\t');

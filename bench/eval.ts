@@ -20,6 +20,16 @@ export function evalSnippet(language: EvalLanguage): { code: string; ok: (r: any
 
 const INTERVAL_MS = 1000;
 
+/** A fixed cadence, start to start: each call waits for the next slot `intervalMs` after the last (at once when late). */
+export function pacer(intervalMs: number): () => Promise<void> {
+  let next = performance.now() + intervalMs;
+  return async () => {
+    const wait = next - performance.now();
+    if (wait > 0) await new Promise((resolve) => setTimeout(resolve, wait));
+    next = Math.max(next + intervalMs, performance.now());
+  };
+}
+
 async function oneLanguage(client: GatewayClient, language: EvalLanguage, n: number): Promise<Scenario> {
   const { code, ok } = SNIPPETS[language];
   const evaluate = async () => {
@@ -33,12 +43,9 @@ async function oneLanguage(client: GatewayClient, language: EvalLanguage, n: num
   let poolHits = 0;
   // Of the pool hits: the round trip into the sandbox, and inside it up to the runtime's start and from the result to the end.
   const phases = { handler: [] as number[], start: [] as number[], exit: [] as number[] };
-  // One a second, start to start.
-  let next = performance.now() + INTERVAL_MS;
+  const slot = pacer(INTERVAL_MS);
   for (let i = 0; i < n; i++) {
-    const wait = next - performance.now();
-    if (wait > 0) await new Promise((resolve) => setTimeout(resolve, wait));
-    next = Math.max(next + INTERVAL_MS, performance.now());
+    await slot();
     const [ms, timings] = await timed(evaluate);
     samples.push(ms);
     if (timings?.sandbox !== 'pool') continue;
