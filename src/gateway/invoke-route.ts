@@ -142,6 +142,7 @@ async function invokeDirect(ctx: InvocationContext): Promise<InvokeReply> {
   const reply = respond(outcome, serving.version.version, redact);
   const error = reply.error && !outcome.ok && outcome.error.stack ? { ...reply.error, stack: outcome.error.stack } : reply.error;
   const measured = { ...(outcome.ok ? { responseBytes: base64Bytes(outcome.response.bodyBase64) } : {}), timings: loggedTimings(result.timings) };
-  await record({ status: reply.response.status, ok: error === undefined, ...(error ? { error } : {}), logs: outcome.logs, logsTruncated: outcome.logsTruncated, ...measured });
+  // Not awaited: the entry is queued for the log now (reads wait behind it) and its write is not the caller's wait.
+  void record({ status: reply.response.status, ok: error === undefined, ...(error ? { error } : {}), logs: outcome.logs, logsTruncated: outcome.logsTruncated, ...measured });
   return reply;
 }

@@ -65,6 +65,9 @@ export class InvocationLog {
 
   /** The newest `limit` entries, oldest first. */
   async tail(name: string, limit: number): Promise<InvocationLogEntry[]> {
+    // Behind the appends already asked for: the gateway answers a direct
+    // invocation without waiting for its entry, yet a read after the answer sees it.
+    await this.#writes.run(name, async () => {});
     const dir = this.#dirOf(name);
     const read = (file: string) => fs.readFile(path.join(dir, file), 'utf8').catch(() => '');
     const [previous, current] = await Promise.all([read(PREVIOUS), read(CURRENT)]);
