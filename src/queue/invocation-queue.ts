@@ -199,7 +199,9 @@ export class InvocationQueue {
       return landed;
     }, (err: unknown) => {
       // The caller hears 503 (nothing queued) now, but the add may still land: it must not run then.
-      if (err instanceof QueueUnavailableError) this.#abandon(id, functionName);
+      // With an Idempotency-Key the caller's retry is the same job, and withdrawing it could race that
+      // retry's success; the key already keeps it from running twice.
+      if (err instanceof QueueUnavailableError && options.idempotencyKey === undefined) this.#abandon(id, functionName);
       throw err;
     });
   }
@@ -470,7 +472,8 @@ export class InvocationQueue {
         const settled = await this.#redisCall(`withdrawing invocation ${id}`, async () => {
           const queue = this.bullQueue(entry.functionName);
           const state = await queue.getJobState(id);
-          if (state === 'waiting' || state === 'delayed' || state === 'prioritized') await queue.remove(id);
+          // Still abandoned: a retry with its Idempotency-Key may have claimed it meanwhile.
+          if ((state === 'waiting' || state === 'delayed' || state === 'prioritized') && this.#abandoned.has(id)) await queue.remove(id);
           if (state !== 'unknown') return true;
           // What was in flight is resent at the reconnect: unknown for this long, it never reached Redis.
           entry.unknownSince ??= Date.now();
