@@ -180,9 +180,16 @@ export async function startSnapfn(options: SnapfnOptions): Promise<RunningSnapfn
       if (r.error) log(`  could not re-activate ${r.name} v${r.version}: ${r.error}`);
       else if (r.rebuilt) log(`  rebuilt the template of ${r.name} (now v${r.version})`);
     }
+    let evalUnavailable: string | undefined;
     if (options.eval) {
       log('  building the eval templates (javascript, python, bash)');
-      evalService = await EvalService.create({ engine: realEngine, workDir: path.join(config.home, 'eval'), ...evalOptionsFromEnv() });
+      try {
+        evalService = await EvalService.create({ engine: realEngine, workDir: path.join(config.home, 'eval'), ...evalOptionsFromEnv() });
+      } catch (err) {
+        // Eval failing (a driver with no eval root filesystem, say) fails only eval: functions still serve.
+        evalUnavailable = (err as Error).message;
+        log(`  eval is off on this node: ${evalUnavailable}`);
+      }
     }
     const registry = functions?.registry;
     const running = evalService;
@@ -199,6 +206,7 @@ export async function startSnapfn(options: SnapfnOptions): Promise<RunningSnapfn
     });
     gateway = await startGateway({
       ...(evalService ? { evalService } : {}),
+      ...(evalUnavailable ? { evalUnavailable } : {}),
       gc,
       engine: realEngine,
       store,

@@ -1,5 +1,5 @@
 import { Hono } from 'hono';
-import { echo, NotFoundError } from '../errors.ts';
+import { echo, NotFoundError, SnapfnError } from '../errors.ts';
 import type { HealthResponse } from '../schemas/api.ts';
 import { requireOperator } from './auth.ts';
 import { mountBlobRoutes } from './blobs-route.ts';
@@ -57,6 +57,10 @@ export function createGateway(deps: GatewayDeps): Hono<GatewayEnv> {
   app.use('/v1/*', requireOperator(deps.config.apiKey));
   app.get('/v1/openapi.json', (c) => c.json(openApi));
   if (deps.evalService) app.route('/v1/eval', evalRoutes(deps.evalService));
+  else if (deps.evalUnavailable) {
+    const why = deps.evalUnavailable;
+    app.all('/v1/eval', () => errorResponse(new SnapfnError('eval_unavailable', 503, `eval is not available on this node: ${why}`)));
+  }
   mountBlobRoutes(app, deps);
   mountDeployRoute(app, deps);
   mountFunctionRoutes(app, deps);

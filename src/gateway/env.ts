@@ -29,6 +29,8 @@ export interface GatewayDeps {
   queue?: FunctionQueues | undefined;
   /** Mounted at POST /v1/eval when present. */
   evalService?: EvalService;
+  /** Why eval could not start on this node: POST /v1/eval answers 503 eval_unavailable with it. */
+  evalUnavailable?: string;
   /** Template garbage collection: POST /v1/admin/gc, and a background run after each deploy and delete. */
   gc?: TemplateCollector;
   /** Served at /metrics and fed by every invocation, when present. */
