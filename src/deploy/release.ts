@@ -4,8 +4,7 @@ import type { EnvUpdateRequest } from '../schemas/api.ts';
 import { FunctionConfig } from '../schemas/function-config.ts';
 import { normalizeSchedule, type ScheduleSetting } from '../schemas/schedule.ts';
 import { ConflictError } from './deploy-errors.ts';
-import { deployFingerprint } from './fingerprint.ts';
-import { activateVersion, type ReleaseDeps, type Released } from './activate.ts';
+import { releaseDerived, type ReleaseDeps, type Released } from './activate.ts';
 import { activateOrRebuild } from './rebuild.ts';
 
 export { activateVersion, type ReleaseDeps, type Released } from './activate.ts';
@@ -56,21 +55,7 @@ export function updateEnv(deps: ReleaseDeps, name: string, patch: EnvUpdateReque
     const secrets = applyPatch(await store.secretsOf(name, base.version), patch.secrets);
     const clash = Object.keys(secrets).find((key) => key in env);
     if (clash) throw new InvalidInputError(`${clash} cannot be both an env var and a secret`);
-    const version = await store.addVersion(
-      name,
-      {
-        templateId: base.templateId,
-        source: 'env',
-        config: base.config,
-        env,
-        secrets,
-        bundleHash: base.bundleHash,
-        fingerprint: deployFingerprint({ bundleHash: base.bundleHash, config: base.config, env, secretNames: Object.keys(secrets) }),
-      },
-      // Same bundle as the base version: already stored.
-      undefined,
-    );
-    return activateVersion(deps, name, version);
+    return releaseDerived(deps, name, base, { source: 'env', config: base.config, env, secrets });
   });
 }
 
@@ -92,21 +77,7 @@ export function updateSchedule(deps: ReleaseDeps, name: string, setting: Schedul
     if (current?.cron === wanted?.cron && current?.tz === wanted?.tz) return { fn: serving.fn, version: base };
     const { schedule: _previous, ...rest } = base.config;
     const config = FunctionConfig.parse(wanted === undefined ? rest : { ...rest, schedule: wanted.tz === undefined ? wanted.cron : wanted });
-    const secrets = await store.secretsOf(name, base.version);
-    const version = await store.addVersion(
-      name,
-      {
-        templateId: base.templateId,
-        source: 'schedule',
-        config,
-        env: base.env,
-        secrets,
-        bundleHash: base.bundleHash,
-        fingerprint: deployFingerprint({ bundleHash: base.bundleHash, config, env: base.env, secretNames: Object.keys(secrets) }),
-      },
-      undefined,
-    );
-    return activateVersion(deps, name, version);
+    return releaseDerived(deps, name, base, { source: 'schedule', config, env: base.env, secrets: await store.secretsOf(name, base.version) });
   });
 }
 

@@ -1,7 +1,6 @@
 import { FunctionConfig } from '../schemas/function-config.ts';
 import { ConflictError } from './deploy-errors.ts';
-import { deployFingerprint } from './fingerprint.ts';
-import { activateVersion, type ReleaseDeps, type Released } from './activate.ts';
+import { releaseDerived, type ReleaseDeps, type Released } from './activate.ts';
 
 /**
  * New version from the active one subscribed to `topics` (none: to
@@ -21,21 +20,6 @@ export function updateTopics(deps: ReleaseDeps, name: string, topics: string[]):
     if (wanted.join('\n') === [...(base.config.topics ?? [])].sort().join('\n')) return { fn: serving.fn, version: base };
     const { topics: _previous, ...rest } = base.config;
     const config = FunctionConfig.parse(wanted.length === 0 ? rest : { ...rest, topics: wanted });
-    const secrets = await store.secretsOf(name, base.version);
-    const version = await store.addVersion(
-      name,
-      {
-        templateId: base.templateId,
-        source: 'topics',
-        config,
-        env: base.env,
-        secrets,
-        bundleHash: base.bundleHash,
-        fingerprint: deployFingerprint({ bundleHash: base.bundleHash, config, env: base.env, secretNames: Object.keys(secrets) }),
-      },
-      // Same bundle as the base version: already stored.
-      undefined,
-    );
-    return activateVersion(deps, name, version);
+    return releaseDerived(deps, name, base, { source: 'topics', config, env: base.env, secrets: await store.secretsOf(name, base.version) });
   });
 }
