@@ -68,6 +68,8 @@ export function conformanceSuite(run: ConformanceRun): void {
 
     before(async () => {
       // Under the repository, so that the examples' packages resolve from its node_modules as they do in functions/.
+      // test-output/ is not in git: a fresh clone has none yet.
+      await fs.mkdir(path.join(ROOT, 'test-output'), { recursive: true });
       work = await fs.mkdtemp(path.join(ROOT, 'test-output', `conformance-${run.driver}-`));
       home = path.join(work, 'home');
       const examples = path.join(work, 'examples');
