@@ -4,7 +4,7 @@ import { withDeadline } from '../queue/deadline.ts';
 import { assertOperator } from './auth.ts';
 import type { GatewayDeps, GatewayEnv } from './env.ts';
 import { invocationView } from './invocation-view.ts';
-import { redactor } from './redact.ts';
+import { redactor } from '../secrets/redact.ts';
 
 const REDIS_DEADLINE_MS = 5000;
 

@@ -14,7 +14,7 @@ import { ERROR_HEADER, INVOCATION_ID_HEADER, respond, respondStreaming } from '.
 import { invokeQueued, type InvocationContext, type InvokeReply, type LoggedResult } from './queued-invoke.ts';
 import { queueRouting } from './queue-routing.ts';
 import { readBody } from './read-body.ts';
-import { redactor } from './redact.ts';
+import { redactor } from '../secrets/redact.ts';
 import { toWireRequest } from './wire.ts';
 import { roundMs, writeInvocation } from '../invocation/record.ts';
 

@@ -9,7 +9,7 @@ import { errorResponse, toSnapfnError } from './error-response.ts';
 import { QueueDisabledError } from './http-errors.ts';
 import { ERROR_HEADER, QUEUE_WAIT_HEADER, respond } from './outcome-response.ts';
 import type { QueueRouting } from './queue-routing.ts';
-import { redactor } from './redact.ts';
+import { redactor } from '../secrets/redact.ts';
 
 /** What the gateway itself writes to the log for an invocation (the rest of the entry is filled in). */
 export type LoggedResult = Pick<InvocationLogEntry, 'status' | 'ok' | 'error' | 'logs' | 'logsTruncated'>;
