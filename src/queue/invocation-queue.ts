@@ -473,8 +473,14 @@ export class InvocationQueue {
           const queue = this.bullQueue(entry.functionName);
           const state = await queue.getJobState(id);
           // Still abandoned: a retry with its Idempotency-Key may have claimed it meanwhile.
-          if ((state === 'waiting' || state === 'delayed' || state === 'prioritized') && this.#abandoned.has(id)) await queue.remove(id);
-          if (state !== 'unknown') return true;
+          if ((state === 'waiting' || state === 'delayed' || state === 'prioritized') && this.#abandoned.has(id)) {
+            await queue.remove(id);
+            return true;
+          }
+          if (state === 'completed' || state === 'failed') return true;
+          // Active: a worker took it and may not have asked isAbandoned yet; forgetting it now would let
+          // that worker run it. Kept until it has ended (refused here, or run by another node).
+          if (state !== 'unknown') return false;
           // What was in flight is resent at the reconnect: unknown for this long, it never reached Redis.
           entry.unknownSince ??= Date.now();
           return Date.now() - entry.unknownSince > UNLANDED_AFTER_MS;
