@@ -1,11 +1,12 @@
-import type { Hono } from 'hono';
+import { createRoute } from '@hono/zod-openapi';
 import { PreparedDeploy } from '../deploy/deploy-pipeline.ts';
 import { storageFailure } from '../registry/disk-full.ts';
-import { DeployRequest, type DeployEvent } from '../schemas/api.ts';
-import type { GatewayDeps, GatewayEnv } from './env.ts';
+import type { DeployEvent } from '../schemas/api.ts';
+import { DeployEvent as DeployEventSchema, DeployRequest, errors, INVALID, json, OPERATOR_ERRORS } from './api-components.ts';
+import { declareRoute, type GatewayApp } from './declare.ts';
+import type { GatewayDeps } from './env.ts';
 import { toSnapfnError } from './error-response.ts';
 import { ndjsonResponse } from './ndjson.ts';
-import { parseJsonBody, readBody } from './read-body.ts';
 import { loadFunctionView, publicBase } from './views.ts';
 
 const MiB = 1024 * 1024;
@@ -28,10 +29,29 @@ export function maxDeployRequestBytes(maxDeployBytes: number): number {
  * once the template build starts the response is an NDJSON stream of
  * progress events ending in one `result` or `error` event.
  */
-export function mountDeployRoute(app: Hono<GatewayEnv>, deps: GatewayDeps): void {
-  app.post('/v1/functions', async (c) => {
-    const body = await readBody(c.req.raw, maxDeployRequestBytes(deps.config.maxDeployBytes), 'deploy request');
-    const request = parseJsonBody(DeployRequest, body, 'deploy request');
+const route = createRoute({
+  method: 'post',
+  path: '/v1/functions',
+  tags: ['functions'],
+  summary: 'Deploy a function (new version)',
+  description:
+    'The files come inline (`files`, base64) or by content (`manifest`, naming blobs uploaded with PUT /v1/blobs/{sha256}), or both. Validation and preparation errors are JSON errors (a manifest naming blobs the server lacks: 400 missing_blobs, with details.missing). After that the response is application/x-ndjson: DeployEvent lines, the last one of type "result" or "error".',
+  request: { body: { required: true, content: json(DeployRequest) } },
+  responses: {
+    200: { description: 'Deploy progress, one DeployEvent per line; the last is "result" or "error"', content: { 'application/x-ndjson': { schema: DeployEventSchema } } },
+    ...errors({
+      ...INVALID,
+      ...OPERATOR_ERRORS,
+      413: 'Function directory over SNAPFN_MAX_DEPLOY_BYTES, or inline files too large for one request (send them as blobs); code payload_too_large',
+      507: 'SNAPFN_HOME is out of disk space (code insufficient_storage)',
+    }),
+  },
+});
+
+export function mountDeployRoute(app: GatewayApp, deps: GatewayDeps): void {
+  const body = { maxBytes: () => maxDeployRequestBytes(deps.config.maxDeployBytes), subject: 'deploy request' };
+  declareRoute(app, route, async (c) => {
+    const request = c.req.valid('json');
     const prepared = await PreparedDeploy.prepare({ engine: deps.engine, store: deps.store, maxDeployBytes: deps.config.maxDeployBytes, queue: deps.queue }, request);
     const origin = publicBase(deps);
     return ndjsonResponse(async (send) => {
@@ -48,5 +68,5 @@ export function mountDeployRoute(app: Hono<GatewayEnv>, deps: GatewayDeps): void
         await prepared.close();
       }
     });
-  });
+  }, { body });
 }

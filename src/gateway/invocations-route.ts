@@ -1,8 +1,11 @@
-import type { Context, Hono } from 'hono';
+import { createRoute, z } from '@hono/zod-openapi';
+import type { Context } from 'hono';
 import { echo, NotFoundError } from '../errors.ts';
 import { withDeadline } from '../queue/deadline.ts';
+import { errors, InvocationView, ok, OPERATOR_ERRORS, REDIS_DOWN } from './api-components.ts';
 import { assertOperator } from './auth.ts';
-import type { GatewayDeps, GatewayEnv } from './env.ts';
+import { declareRoute, type GatewayApp } from './declare.ts';
+import type { GatewayDeps } from './env.ts';
 import { invocationView } from './invocation-view.ts';
 import { redactor } from '../secrets/redact.ts';
 
@@ -19,9 +22,23 @@ const REDIS_DEADLINE_MS = 5000;
  * guessable). Everything else answers exactly like the guard would, so
  * the answer never tells whether an id exists.
  */
-export function mountInvocationRoutes(app: Hono<GatewayEnv>, deps: GatewayDeps): void {
-  app.get('/v1/invocations/:id', async (c) => {
-    const id = c.req.param('id');
+const route = createRoute({
+  method: 'get',
+  path: '/v1/invocations/{id}',
+  tags: ['invocations'],
+  summary: 'Status and result of a queued invocation (async, idempotent, queued under load, a schedule run or a topic message)',
+  description:
+    'Operators may read any invocation. Other clients may read invocations of functions without requireAuth, except schedule runs. Direct invocations have no status here, only their log entry.',
+  request: { params: z.object({ id: z.string().openapi({ description: 'The invocation id (X-Fn-Invocation-Id, AsyncAccepted.id)' }) }) },
+  responses: {
+    200: ok(InvocationView),
+    ...errors({ ...OPERATOR_ERRORS, 404: 'Unknown invocation, past its retention (1 h after completion, 7 days after death), or a gateway without the queue (code not_found)', ...REDIS_DOWN }),
+  },
+});
+
+export function mountInvocationRoutes(app: GatewayApp, deps: GatewayDeps): void {
+  declareRoute(app, route, async (c) => {
+    const { id } = c.req.valid('param');
     const functions = deps.queue;
     const operator = isOperator(c, deps.config.apiKey);
     if (!functions) {

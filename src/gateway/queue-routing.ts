@@ -1,4 +1,6 @@
 import { InvalidInputError } from '../errors.ts';
+import { InvokeHeaders } from '../schemas/api.ts';
+import { zodMessage } from '../schemas/zod-message.ts';
 
 /** What a request to /fn/:name asks of the queue. */
 export interface QueueRouting {
@@ -11,9 +13,7 @@ export interface QueueRouting {
   callbackUrl?: string;
 }
 
-const MAX_KEY_LENGTH = 255;
 const TRUE = new Set(['1', 'true']);
-const FALSE = new Set(['0', 'false']);
 const ASYNC_QUERY = /^async=(1|true)$/i;
 
 /**
@@ -23,15 +23,18 @@ const ASYNC_QUERY = /^async=(1|true)$/i;
  * handler: it can be useful downstream too.
  */
 export function queueRouting(request: Request): QueueRouting {
-  const header = request.headers.get('x-fn-async')?.trim().toLowerCase();
-  if (header !== undefined && !TRUE.has(header) && !FALSE.has(header)) throw new InvalidInputError(`X-Fn-Async must be 1, true, 0 or false, got ${JSON.stringify(header)}`);
-  const prefer = (request.headers.get('prefer') ?? '').split(',').some((p) => p.split(';')[0]!.trim().toLowerCase() === 'respond-async');
+  // The schema the route is documented with (GET /v1/openapi.json), checked
+  // here rather than before the handler: an unknown function is a 404 whatever its headers.
+  const read = (name: keyof InvokeHeaders) => request.headers.get(name)?.trim();
+  const parsed = InvokeHeaders.safeParse({ 'x-fn-async': read('x-fn-async'), prefer: read('prefer'), 'idempotency-key': read('idempotency-key'), 'x-callback-url': read('x-callback-url') });
+  if (!parsed.success) throw new InvalidInputError(zodMessage(parsed.error));
+  const header = parsed.data['x-fn-async']?.toLowerCase();
+  const prefer = (parsed.data.prefer ?? '').split(',').some((p) => p.split(';')[0]!.trim().toLowerCase() === 'respond-async');
   const query = request.url.includes('?') ? request.url.slice(request.url.indexOf('?') + 1) : '';
   const queryAsync = query.split('&').some((p) => ASYNC_QUERY.test(p));
-  const key = request.headers.get('idempotency-key')?.trim();
-  if (key !== undefined && !/^[\x20-\x7e]{1,255}$/.test(key)) throw new InvalidInputError(`Idempotency-Key must be 1-${MAX_KEY_LENGTH} printable ASCII characters`);
+  const key = parsed.data['idempotency-key'];
   const async = (header !== undefined && TRUE.has(header)) || prefer || queryAsync;
-  const callbackUrl = request.headers.get('x-callback-url')?.trim() || undefined;
+  const callbackUrl = parsed.data['x-callback-url'] || undefined;
   // A caller that waits has its result already; calling it back as well would be a second delivery nobody asked for.
   if (callbackUrl !== undefined && !async) throw new InvalidInputError('X-Callback-Url needs an async invocation (X-Fn-Async: 1)');
   return {

@@ -269,3 +269,43 @@ export const HealthResponse = z.object({
   engine: z.object({ liveSandboxes: z.number(), maxSandboxes: z.number(), freeCapacity: z.number() }),
 });
 export type HealthResponse = z.infer<typeof HealthResponse>;
+
+/** `GET /healthz` when the node cannot take queued work (Redis is down): 503. */
+export const HealthUnavailable = z.object({
+  ok: z.literal(false),
+  error: ErrorBody.shape.error,
+  functions: z.number().int(),
+  engine: HealthResponse.shape.engine,
+});
+export type HealthUnavailable = z.infer<typeof HealthUnavailable>;
+
+// ---- ANY /fn/:name[/*] ----------------------------------------------------
+
+/**
+ * The request headers snapfn itself reads on an invocation (every other
+ * header goes to the handler as is). Names in lower case: HTTP header names
+ * are case-insensitive and this is how they arrive.
+ */
+export const InvokeHeaders = z.object({
+  'x-fn-async': z
+    .string()
+    .regex(/^(1|true|0|false)$/i, 'X-Fn-Async must be 1, true, 0 or false')
+    .optional()
+    .describe('1 or true: answer 202 with the invocation id (AsyncAccepted) instead of waiting for the handler; needs the queue'),
+  prefer: z.string().optional().describe('`respond-async` (RFC 7240) asks for an async invocation too; other preferences are passed to the handler'),
+  'idempotency-key': z
+    .string()
+    .regex(/^[\x20-\x7e]{1,255}$/, 'Idempotency-Key must be 1-255 printable ASCII characters')
+    .optional()
+    .describe('Repeats with the same key are the first invocation (async: same id; sync: same result); passed on to the handler too; needs the queue'),
+  'x-callback-url': z
+    .string()
+    .optional()
+    .describe('Async only: POSTed a signed CallbackPayload when the invocation ends (hosts allowed by SNAPFN_CALLBACK_ALLOW only, else 400)'),
+});
+export type InvokeHeaders = z.infer<typeof InvokeHeaders>;
+
+/** The query flag snapfn consumes; the rest of the query string is the handler's. */
+export const InvokeQuery = z.object({
+  async: z.string().optional().describe('1 or true: async, as X-Fn-Async (removed from the URL the handler sees); any other value is the handler\'s'),
+});
