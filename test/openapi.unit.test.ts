@@ -9,13 +9,15 @@ import os from 'node:os';
 import path from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import SwaggerParser from '@apidevtools/swagger-parser';
+// First, as the CLI and the e2e tests do: the shared schemas exist before
+// @hono/zod-openapi extends zod, and must still get their component names.
+import { ErrorBody } from '../src/schemas/api.ts';
 import { createGateway, type GatewayApp } from '../src/gateway/app.ts';
 import { ANY_METHODS, isMiddleware } from '../src/gateway/declare.ts';
 import { TemplateCollector } from '../src/gc/template-collector.ts';
 import { openQueueLayer, type QueueLayer } from '../src/queue-layer.ts';
 import { FunctionStore } from '../src/registry/function-store.ts';
 import { TemplateStore } from '../src/sandbox/template/template-store.ts';
-import { ErrorBody } from '../src/schemas/api.ts';
 import { SnapfnMetrics } from '../src/telemetry/snapfn-metrics.ts';
 import { HELLO, LOCAL, textFiles } from './helpers/gateway-fixture.ts';
 import { FakeEngine } from './helpers/fake-engine.ts';

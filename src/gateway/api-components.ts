@@ -10,36 +10,46 @@ import * as invocation from '../schemas/invocation.ts';
  * `.openapi(name)` only adds that name: parsing is the schema's own.
  */
 
-export const ErrorBody = api.ErrorBody.openapi('ErrorBody');
-export const HealthResponse = api.HealthResponse.openapi('HealthResponse');
-export const HealthUnavailable = api.HealthUnavailable.openapi('HealthUnavailable');
-export const DeployRequest = api.DeployRequest.openapi('DeployRequest');
-export const DeployEvent = api.DeployEvent.openapi('DeployEvent');
-export const BlobsMissingRequest = api.BlobsMissingRequest.openapi('BlobsMissingRequest');
-export const BlobsMissingResponse = api.BlobsMissingResponse.openapi('BlobsMissingResponse');
-export const BlobStored = api.BlobStored.openapi('BlobStored');
-export const EnvUpdateRequest = api.EnvUpdateRequest.openapi('EnvUpdateRequest');
-export const RollbackRequest = api.RollbackRequest.openapi('RollbackRequest');
-export const ScheduleRequest = api.ScheduleRequest.openapi('ScheduleRequest');
-export const FunctionView = api.FunctionView.openapi('FunctionView');
-export const FunctionList = api.FunctionList.openapi('FunctionList');
-export const VersionList = api.VersionList.openapi('VersionList');
-export const DeleteResponse = api.DeleteResponse.openapi('DeleteResponse');
+/**
+ * zod 4 copies methods onto each schema when it is made, so a schema made
+ * before @hono/zod-openapi extended zod (src/schemas/ loaded first: the CLI,
+ * a test) has no `.openapi` of its own: call it from the prototype.
+ */
+function named<S extends z.ZodType>(name: string, schema: S): S {
+  const openapi = (z.ZodType.prototype as unknown as { openapi: (this: S, refId: string) => S }).openapi;
+  return openapi.call(schema, name);
+}
+
+export const ErrorBody = named('ErrorBody', api.ErrorBody);
+export const HealthResponse = named('HealthResponse', api.HealthResponse);
+export const HealthUnavailable = named('HealthUnavailable', api.HealthUnavailable);
+export const DeployRequest = named('DeployRequest', api.DeployRequest);
+export const DeployEvent = named('DeployEvent', api.DeployEvent);
+export const BlobsMissingRequest = named('BlobsMissingRequest', api.BlobsMissingRequest);
+export const BlobsMissingResponse = named('BlobsMissingResponse', api.BlobsMissingResponse);
+export const BlobStored = named('BlobStored', api.BlobStored);
+export const EnvUpdateRequest = named('EnvUpdateRequest', api.EnvUpdateRequest);
+export const RollbackRequest = named('RollbackRequest', api.RollbackRequest);
+export const ScheduleRequest = named('ScheduleRequest', api.ScheduleRequest);
+export const FunctionView = named('FunctionView', api.FunctionView);
+export const FunctionList = named('FunctionList', api.FunctionList);
+export const VersionList = named('VersionList', api.VersionList);
+export const DeleteResponse = named('DeleteResponse', api.DeleteResponse);
 export const LogsQuery = api.LogsQuery;
-export const LogsResponse = api.LogsResponse.openapi('LogsResponse');
-export const InvocationLogEntry = api.InvocationLogEntry.openapi('InvocationLogEntry');
-export const InvocationView = api.InvocationView.openapi('InvocationView');
-export const AsyncAccepted = api.AsyncAccepted.openapi('AsyncAccepted');
+export const LogsResponse = named('LogsResponse', api.LogsResponse);
+export const InvocationLogEntry = named('InvocationLogEntry', api.InvocationLogEntry);
+export const InvocationView = named('InvocationView', api.InvocationView);
+export const AsyncAccepted = named('AsyncAccepted', api.AsyncAccepted);
 export const InvokeHeaders = api.InvokeHeaders;
 export const InvokeQuery = api.InvokeQuery;
-export const EvalRequest = api.EvalRequest.openapi('EvalRequest');
-export const EvalResult = api.EvalResult.openapi('EvalResult');
-export const GcRequest = gc.GcRequest.openapi('GcRequest');
-export const GcReport = gc.GcReport.openapi('GcReport');
-export const TopicsRequest = invocation.TopicsRequest.openapi('TopicsRequest');
-export const TopicsView = invocation.TopicsView.openapi('TopicsView');
-export const PublishAccepted = invocation.PublishAccepted.openapi('PublishAccepted');
-export const CallbackPayload = invocation.CallbackPayload.openapi('CallbackPayload');
+export const EvalRequest = named('EvalRequest', api.EvalRequest);
+export const EvalResult = named('EvalResult', api.EvalResult);
+export const GcRequest = named('GcRequest', gc.GcRequest);
+export const GcReport = named('GcReport', gc.GcReport);
+export const TopicsRequest = named('TopicsRequest', invocation.TopicsRequest);
+export const TopicsView = named('TopicsView', invocation.TopicsView);
+export const PublishAccepted = named('PublishAccepted', invocation.PublishAccepted);
+export const CallbackPayload = named('CallbackPayload', invocation.CallbackPayload);
 
 /** Any bytes, as the handler or the publisher sends them. */
 export const Bytes = z.string().openapi({ format: 'binary' });
@@ -64,6 +74,9 @@ export const OPERATOR_ERRORS = {
   401: 'Missing or wrong API key (SNAPFN_API_KEY set): `Authorization: Bearer <key>`; code unauthorized',
   403: 'No SNAPFN_API_KEY on the server and not a loopback client (or one behind a proxy); code forbidden',
 } as const;
+
+/** Open to anyone, or with the operator key (a function with requireAuth; invocations of those). */
+export const KEY_OPTIONAL: Array<Record<string, string[]>> = [{}, { bearer: [] }];
 
 export const INVALID = { 400: 'Invalid input (code invalid_input): the message says which field and why' } as const;
 export const NO_FUNCTION = { 404: 'No such function (code not_found)' } as const;

@@ -73,7 +73,8 @@ function operation(path: string, method: string, op: Json): string {
   const body = op.requestBody
     ? `<h4>Request body${op.requestBody.required ? ' <b>required</b>' : ''}</h4>${prose(op.requestBody.description)}${content(op.requestBody.content)}`
     : '';
-  const open = Array.isArray(op.security) && op.security.length === 0 ? ' <span class="open">no operator key</span>' : '';
+  const security = op.security as Json[] | undefined;
+  const open = security?.length === 0 ? ' <span class="open">no operator key</span>' : security?.some((s) => Object.keys(s).length === 0) ? ' <span class="open">operator key optional</span>' : '';
   return `<section class="op" id="${esc(id)}"><h3><span class="m ${esc(method)}">${esc(method.toUpperCase())}</span> <code>${esc(path)}</code>${open}</h3><p>${prose(op.summary)}</p>${op.description ? `<p>${prose(op.description)}</p>` : ''}${parameters(op.parameters)}${body}${responses(op.responses)}</section>`;
 }
 

@@ -2,7 +2,7 @@ import { createRoute, z } from '@hono/zod-openapi';
 import type { Context } from 'hono';
 import { echo, NotFoundError } from '../errors.ts';
 import { withDeadline } from '../queue/deadline.ts';
-import { errors, InvocationView, ok, OPERATOR_ERRORS, REDIS_DOWN } from './api-components.ts';
+import { errors, InvocationView, KEY_OPTIONAL, ok, OPERATOR_ERRORS, REDIS_DOWN } from './api-components.ts';
 import { assertOperator } from './auth.ts';
 import { declareRoute, type GatewayApp } from './declare.ts';
 import type { GatewayDeps } from './env.ts';
@@ -26,6 +26,8 @@ const route = createRoute({
   method: 'get',
   path: '/v1/invocations/{id}',
   tags: ['invocations'],
+  // Operators read any; others those of open functions they started (below).
+  security: KEY_OPTIONAL,
   summary: 'Status and result of a queued invocation (async, idempotent, queued under load, a schedule run or a topic message)',
   description:
     'Operators may read any invocation. Other clients may read invocations of functions without requireAuth, except schedule runs. Direct invocations have no status here, only their log entry.',

@@ -7,7 +7,7 @@ import type { InvokeResult } from '../orchestrator/types.ts';
 import { PayloadTooLargeError } from '../deploy/deploy-errors.ts';
 import { FunctionName } from '../schemas/function-config.ts';
 import { isStreaming, type StreamingRequest } from '../schemas/invocation.ts';
-import { AsyncAccepted, Bytes, ErrorBody, FunctionNameParam, InvokeHeaders, InvokeQuery } from './api-components.ts';
+import { AsyncAccepted, Bytes, ErrorBody, FunctionNameParam, InvokeHeaders, InvokeQuery, KEY_OPTIONAL } from './api-components.ts';
 import { assertOperator } from './auth.ts';
 import { declareAnyMethod, useMiddleware, type GatewayApp } from './declare.ts';
 import type { GatewayDeps, GatewayEnv } from './env.ts';
@@ -39,6 +39,8 @@ function invokeRoute(path: string, params: z.ZodObject, summary: string) {
     path,
     tags: ['invoke'],
     summary,
+    // Open, unless the function has requireAuth: then the operator key.
+    security: KEY_OPTIONAL,
     description:
       'Any method (OpenAPI lists each). The request (method, path, query, headers, body up to SNAPFN_MAX_BODY_BYTES) goes to the handler of the active version, whose response is the answer. Direct when this node has a free sandbox; through the queue when async, with an Idempotency-Key, or when the node is full. Functions with requireAuth need the operator key (it is not passed on to the handler).',
     request: { params, query: InvokeQuery, headers: InvokeHeaders, body: { required: false, content: { '*/*': { schema: Bytes } } } },

@@ -1,6 +1,6 @@
 import { createRoute, z } from '@hono/zod-openapi';
 import { renderApiReference } from './api-reference.ts';
-import { errors, OPERATOR_ERRORS } from './api-components.ts';
+import { CallbackPayload, errors, OPERATOR_ERRORS } from './api-components.ts';
 import { declareRoute, type GatewayApp } from './declare.ts';
 
 type OpenApiDocument = ReturnType<GatewayApp['getOpenAPIDocument']>;
@@ -38,6 +38,8 @@ const DOCS_CSP = "default-src 'none'; style-src 'unsafe-inline'; frame-ancestors
  */
 export function mountApiReference(app: GatewayApp): void {
   app.openAPIRegistry.registerComponent('securitySchemes', 'bearer', { type: 'http', scheme: 'bearer', description: 'SNAPFN_API_KEY' });
+  // Sent by the server, not answered by a route: what an X-Callback-Url receives.
+  app.openAPIRegistry.register('CallbackPayload', CallbackPayload);
   let document: OpenApiDocument | undefined;
   let html: string | undefined;
   const generated = () => (document ??= openApiDocument(app));

@@ -289,7 +289,7 @@ export type HealthUnavailable = z.infer<typeof HealthUnavailable>;
 export const InvokeHeaders = z.object({
   'x-fn-async': z
     .string()
-    .regex(/^(1|true|0|false)$/i, 'X-Fn-Async must be 1, true, 0 or false')
+    .regex(/^(1|0|[Tt][Rr][Uu][Ee]|[Ff][Aa][Ll][Ss][Ee])$/, 'X-Fn-Async must be 1, true, 0 or false') // no /i: a flag does not survive into OpenAPI's pattern
     .optional()
     .describe('1 or true: answer 202 with the invocation id (AsyncAccepted) instead of waiting for the handler; needs the queue'),
   prefer: z.string().optional().describe('`respond-async` (RFC 7240) asks for an async invocation too; other preferences are passed to the handler'),
