@@ -1,19 +1,18 @@
 import crypto from 'node:crypto';
 import { SpanStatusCode, trace } from '@opentelemetry/api';
-import { z } from '@hono/zod-openapi';
 import type { Context } from 'hono';
 import { echo, NotFoundError, SnapfnError } from '../errors.ts';
 import type { InvokeResult } from '../orchestrator/types.ts';
 import { PayloadTooLargeError } from '../deploy/deploy-errors.ts';
 import { FunctionName } from '../schemas/function-config.ts';
 import { isStreaming, type StreamingRequest } from '../schemas/invocation.ts';
-import { AsyncAccepted, Bytes, ErrorBody, FunctionNameParam, InvokeHeaders, InvokeQuery, KEY_OPTIONAL } from './api-components.ts';
 import { assertOperator } from './auth.ts';
 import { declareAnyMethod, useMiddleware, type GatewayApp } from './declare.ts';
+import { invokeRoute, invokeWithPathRoute } from './invoke-declaration.ts';
 import type { GatewayDeps, GatewayEnv } from './env.ts';
 import { toSnapfnError } from './error-response.ts';
 import { base64Bytes, loggedTimings } from './log-fields.ts';
-import { ERROR_HEADER, INVOCATION_ID_HEADER, QUEUE_WAIT_HEADER, respond, respondStreaming, VERSION_HEADER } from './outcome-response.ts';
+import { ERROR_HEADER, INVOCATION_ID_HEADER, respond, respondStreaming } from './outcome-response.ts';
 import { invokeQueued, type InvocationContext, type InvokeReply, type LoggedResult } from './queued-invoke.ts';
 import { queueRouting } from './queue-routing.ts';
 import { readBody } from './read-body.ts';
@@ -24,57 +23,6 @@ import { roundMs, writeInvocation } from '../invocation/record.ts';
 export { ERROR_HEADER, INVOCATION_ID_HEADER, VERSION_HEADER } from './outcome-response.ts';
 
 const tracer = trace.getTracer('snapfn');
-
-const header = (description: string) => ({ description, schema: { type: 'string' as const } });
-const INVOCATION_ID = { [INVOCATION_ID_HEADER]: header('The invocation id, on every answer of /fn (errors included); a queued invocation\'s status is at /v1/invocations/{id}') };
-const fnError = (description: string) => ({
-  description,
-  headers: { ...INVOCATION_ID, [ERROR_HEADER]: header('The error code: set when snapfn itself answered, absent on a handler\'s own 4xx/5xx') },
-  content: { 'application/json': { schema: ErrorBody } },
-});
-
-/** One declaration for both paths: any method, the headers snapfn reads, every answer it can give. */
-function invokeRoute(path: string, params: z.ZodObject, summary: string) {
-  return {
-    path,
-    tags: ['invoke'],
-    summary,
-    // Open, unless the function has requireAuth: then the operator key.
-    security: KEY_OPTIONAL,
-    description:
-      'Any method (OpenAPI lists each). The request (method, path, query, headers, body up to SNAPFN_MAX_BODY_BYTES) goes to the handler of the active version, whose response is the answer. Direct when this node has a free sandbox; through the queue when async, with an Idempotency-Key, or when the node is full. Functions with requireAuth need the operator key (it is not passed on to the handler).',
-    request: { params, query: InvokeQuery, headers: InvokeHeaders, body: { required: false, content: { '*/*': { schema: Bytes } } } },
-    responses: {
-      200: {
-        description: "The handler's response: its status (any, 200 stands for all), headers and body, streamed as it produces it",
-        headers: {
-          ...INVOCATION_ID,
-          [VERSION_HEADER]: header('The version that answered'),
-          [QUEUE_WAIT_HEADER]: header('Went through the queue: milliseconds it waited there for a sandbox'),
-        },
-        content: { '*/*': { schema: Bytes } },
-      },
-      202: {
-        description: 'Async (X-Fn-Async: 1, Prefer: respond-async or ?async=1): queued; poll Location, or get the X-Callback-Url POST',
-        headers: { ...INVOCATION_ID, Location: header('/v1/invocations/{id}') },
-        content: { 'application/json': { schema: AsyncAccepted } },
-      },
-      400: fnError('A bad X-Fn-Async, Idempotency-Key or X-Callback-Url (code invalid_input)'),
-      401: fnError('requireAuth function without the operator key (code unauthorized)'),
-      403: fnError('requireAuth function, no SNAPFN_API_KEY and not a loopback client (code forbidden)'),
-      404: fnError('No such function, or none active (code not_found)'),
-      413: fnError('Body over SNAPFN_MAX_BODY_BYTES (code payload_too_large)'),
-      429: {
-        ...fnError('Node full and the queue full too, or over the function\'s maxConcurrency (code over_capacity or queue_full)'),
-        headers: { ...fnError('').headers, 'Retry-After': header('Seconds to wait before retrying') },
-      },
-      501: fnError('Async or Idempotency-Key on a gateway without the queue (code queue_disabled)'),
-      502: fnError('The handler threw (handler_error), its sandbox crashed (sandbox_crashed), ran out of memory (out_of_memory) or answered something that is no HTTP response (invalid_response, response_too_large)'),
-      503: fnError('No sandbox could be restored (restore_failed), the wait in the queue ran out (queue_timeout) or Redis is down (queue_unavailable)'),
-      504: fnError('The handler ran past timeoutMs and was killed (timeout), or a queued invocation is still running at the end of the wait (result_timeout, with Location)'),
-    },
-  };
-}
 
 /** `ANY /fn/:name[/*]`: one invocation of the function's active version, directly or through the queue. */
 export function mountInvokeRoutes(app: GatewayApp, deps: GatewayDeps): void {
@@ -94,9 +42,8 @@ export function mountInvokeRoutes(app: GatewayApp, deps: GatewayDeps): void {
     }
   });
   const handle = (c: Context<GatewayEnv>) => invoke(c, deps);
-  declareAnyMethod(app, invokeRoute('/fn/{name}', FunctionNameParam, 'Invoke a function'), handle);
-  const withPath = FunctionNameParam.extend({ path: z.string().openapi({ description: 'The rest of the path (may hold "/"): the handler sees the whole URL' }) });
-  declareAnyMethod(app, invokeRoute('/fn/{name}/{path}', withPath, 'Invoke a function on a sub-path'), handle, '/fn/:name/*');
+  declareAnyMethod(app, invokeRoute, handle);
+  declareAnyMethod(app, invokeWithPathRoute, handle, '/fn/:name/*');
 }
 
 async function invoke(c: Context<GatewayEnv>, deps: GatewayDeps): Promise<Response> {
