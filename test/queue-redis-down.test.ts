@@ -143,6 +143,31 @@ describe('the queue while Redis is away (real Redis, fake engine)', () => {
     assert.ok(closeQueue.ms < 2000, `queue closed in ${closeQueue.ms} ms`);
   });
 
+  test('closing while a result is on its way to a hung Redis: the close ends and nothing spins afterwards', async () => {
+    const fake = new FakeEngine({ capacity: 1, invokeMs: 10 });
+    const w = new InvocationWorkers({ redisUrl: redis.redis.url, engine: fake, resolveDeployment: fakeDeployment, onError: quiet, closeRedisGraceMs: 500 });
+    w.start('spin');
+    await w.ready();
+    await queue.enqueue('spin', job('spin', 'async', '?ms=400'));
+    await waitFor('the job to run', () => fake.stats().busySandboxes > 0, 10_000, 10);
+    // Its result goes out to a Redis that takes it and never answers.
+    process.kill(redis.redis.pid, 'SIGSTOP');
+    try {
+      await waitFor('the job to leave the engine', () => fake.stats().busySandboxes === 0, 5000, 10);
+      await new Promise((r) => setTimeout(r, 100));
+      const closing = await timed(w.close());
+      assert.ok(closing.ms < 4000, `workers closed in ${closing.ms} ms`);
+      // BullMQ retried the completion without pause once the connections were cut: a busy loop.
+      const before = process.cpuUsage();
+      await new Promise((r) => setTimeout(r, 1000));
+      const used = process.cpuUsage(before);
+      const cpuMs = (used.user + used.system) / 1000;
+      assert.ok(cpuMs < 400, `${Math.round(cpuMs)} ms of CPU in the second after the close`);
+    } finally {
+      process.kill(redis.redis.pid, 'SIGCONT');
+    }
+  });
+
   test('cutConnections ends a reconnecting connection and its duplicates, failing what waits on them', async () => {
     const conn = connectRedis(redis.redis.url);
     conn.on('error', quiet);

@@ -82,3 +82,11 @@ export class CallerGoneError extends UnrecoverableError {
 export class RedisStartError extends Error {
   override readonly name = 'RedisStartError';
 }
+
+/** What a BullMQ retry meets once the workers' close has cut their Redis connections (see worker-retries.ts). */
+export class ConnectionsCutError extends Error {
+  override readonly name = 'ConnectionsCutError';
+  constructor() {
+    super('the workers are closed and their Redis connections cut; not retried');
+  }
+}

@@ -8,6 +8,7 @@ import { ConcurrencyGovernor } from './concurrency-governor.ts';
 import { DEFAULT_WORKER_ID, processInvocationJob, type InvocationAttemptFailedEvent, type InvocationResultEvent, type ResolveDeployment } from './invocation-processor.ts';
 import { KEY_PREFIX, queueName, type InvocationJobData, type InvocationJobResult } from './job-data.ts';
 import { closeConnections, connectRedis, cutConnections } from './redis-connection.ts';
+import { endRetriesOnceCut } from './worker-retries.ts';
 
 export type { InvocationAttemptFailedEvent, InvocationResultEvent, ResolveDeployment } from './invocation-processor.ts';
 
@@ -64,6 +65,7 @@ export class InvocationWorkers {
   /** Any node that runs invocations queues their callbacks (worker-only nodes too); gateway nodes send them. */
   readonly #callbacks: CallbackOutbox;
   #closed = false;
+  #cut = false;
 
   constructor(options: InvocationWorkersOptions) {
     this.#options = { ...options, onError: options.onError ?? ((err) => console.error(`snapfn worker: ${err.message}`)) };
@@ -129,6 +131,7 @@ export class InvocationWorkers {
       processed: 0,
     };
     fw.worker.on('error', (err) => this.#options.onError(err));
+    endRetriesOnceCut(fw.worker, () => this.#cut);
     this.#workers.set(functionName, fw);
     this.#governor.register(functionName);
   }
@@ -195,6 +198,7 @@ export class InvocationWorkers {
 
   /** Ends every connection now, BullMQ's blocking ones included (a forced shutdown): whatever waits on Redis fails. */
   cut(): void {
+    this.#cut = true;
     cutConnections(this.#redis);
   }
 

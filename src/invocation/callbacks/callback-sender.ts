@@ -4,6 +4,7 @@ import { UnrecoverableError, Worker, type Job } from 'bullmq';
 import type { Redis } from 'ioredis';
 import { redactor } from '../../secrets/redact.ts';
 import { closeConnections, cutConnections } from '../../queue/redis-connection.ts';
+import { endRetriesOnceCut } from '../../queue/worker-retries.ts';
 import type { CallbackDelivery, CallbackPayload } from '../../schemas/invocation.ts';
 import { CALLBACK_QUEUE, readCallbackState, writeCallbackState, type CallbackJob } from './callback-outbox.ts';
 import type { CallbackSettings } from './callback-settings.ts';
@@ -34,6 +35,7 @@ export class CallbackSender {
   readonly #worker: Worker<CallbackJob>;
   readonly #options: CallbackSenderOptions;
   readonly #connection: Redis;
+  #cut = false;
 
   constructor(options: CallbackSenderOptions) {
     this.#options = options;
@@ -46,6 +48,7 @@ export class CallbackSender {
       runRetryDelay: 1000,
     });
     this.#worker.on('error', (err) => options.onError(err));
+    endRetriesOnceCut(this.#worker, () => this.#cut);
   }
 
   async close(): Promise<void> {
@@ -55,6 +58,7 @@ export class CallbackSender {
 
   /** Ends its connection now (a forced shutdown). */
   cut(): void {
+    this.#cut = true;
     cutConnections(this.#connection);
   }
 
