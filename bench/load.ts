@@ -12,6 +12,7 @@ import { parseArgs } from 'node:util';
 import autocannon from 'autocannon';
 import { build } from 'esbuild';
 import { freePort } from '../src/queue/free-port.ts';
+import { withCpuSplit } from './cpu-split.ts';
 import { progress } from './stats.ts';
 
 const HERE = path.dirname(fileURLToPath(import.meta.url));
@@ -24,19 +25,26 @@ export interface LoadRow {
   p99_ms: number;
   errors: number;
   non2xx: number;
+  requests: number;
+  /** CPU per request in this process (the gateway where it is in-process, and autocannon) and in all sandboxes. */
+  cpu_ms_per_request: { process: number; sandboxes: number | null };
 }
 
 export type LoadTable = Record<string, Record<string, LoadRow>>;
 
 /** One autocannon run; latencies are autocannon's own (ms, integer resolution below 1 ms shows as 0 or 1). */
 export async function cannon(url: string, connections: number, seconds: number): Promise<LoadRow> {
-  const result = await autocannon({ url, connections, duration: seconds, pipelining: 1 });
+  const { value: result, cpu } = await withCpuSplit(() => autocannon({ url, connections, duration: seconds, pipelining: 1 }));
+  const requests = Math.max(1, result.requests.total);
+  const perRequest = (ms: number) => Math.round((ms / requests) * 1000) / 1000;
   return {
     rps: Math.round(result.requests.average * 10) / 10,
     p50_ms: result.latency.p50,
     p99_ms: result.latency.p99,
     errors: result.errors + result.timeouts,
     non2xx: result.non2xx,
+    requests: result.requests.total,
+    cpu_ms_per_request: { process: perRequest(cpu.process_ms), sandboxes: cpu.sandboxes_ms === null ? null : perRequest(cpu.sandboxes_ms) },
   };
 }
 
@@ -137,6 +145,24 @@ export function loadTableLines(table: LoadTable): string[] {
   const lines = [`| target | ${concurrencies.map((c) => `${c.replace('c', 'c=')} rps | p50 / p99 ms`).join(' | ')} |`, `|---|${concurrencies.map(() => '---|---').join('|')}|`];
   for (const [label, rows] of Object.entries(table)) {
     lines.push(`| ${label} | ${concurrencies.map((c) => (rows[c] ? `${rows[c]!.rps} | ${rows[c]!.p50_ms} / ${rows[c]!.p99_ms}${rows[c]!.errors + rows[c]!.non2xx > 0 ? ` (${rows[c]!.errors} errors, ${rows[c]!.non2xx} non-2xx)` : ''}` : '- | -')).join(' | ')} |`);
+  }
+  return lines;
+}
+
+/**
+ * CPU per request at each concurrency: where a request's cost is spent,
+ * independent of how busy the machine was. The peers' rows are the floor of
+ * this process's share (autocannon and an HTTP server, or autocannon alone
+ * for workerd, a separate process).
+ */
+export function cpuTableLines(table: LoadTable): string[] {
+  const concurrencies = [...new Set(Object.values(table).flatMap((rows) => Object.keys(rows)))];
+  const lines = [`| target | ${concurrencies.map((c) => `${c.replace('c', 'c=')} this process / sandboxes`).join(' | ')} |`, `|---|${concurrencies.map(() => '---').join('|')}|`];
+  for (const [label, rows] of Object.entries(table)) {
+    lines.push(`| ${label} | ${concurrencies.map((c) => {
+      const cpu = rows[c]?.cpu_ms_per_request;
+      return cpu ? `${cpu.process} / ${cpu.sandboxes ?? '-'}` : '-';
+    }).join(' | ')} |`);
   }
   return lines;
 }

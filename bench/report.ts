@@ -1,7 +1,7 @@
 import fs from 'node:fs/promises';
 import path from 'node:path';
 import type { DriverBench } from './drivers.ts';
-import { loadTableLines, type LoadTable } from './load.ts';
+import { cpuTableLines, loadTableLines, type LoadTable } from './load.ts';
 import { progress } from './stats.ts';
 
 export type Scenario = Record<string, number>;
@@ -38,7 +38,7 @@ export function table(result: BenchResult): string {
   rows.push('', '| ratio (p50 / p50) | value |', '|---|---|', ...Object.entries(result.ratios).map(([k, v]) => `| ${k} | ${v} |`));
   rows.push('', `memory per idle pre-restored sandbox: ${result.memory.idle_sandbox_mb} MB PSS (${result.memory.idle_sandbox_rss_mb} MB RSS)`);
   rows.push(`template: build ${result.template.build_ms} ms, image ${(result.template.image_bytes / 1048576).toFixed(1)} MiB`);
-  if (result.load) rows.push('', '### Load (autocannon, closed loop; rps and p50 / p99 ms)', '', ...loadTableLines(result.load as LoadTable), '', '| ratio | value |', '|---|---|', ...Object.entries((result.load_ratios ?? {}) as Record<string, number>).map(([k, v]) => `| ${k} | ${v} |`));
+  if (result.load) rows.push('', '### Load (autocannon, closed loop; rps and p50 / p99 ms)', '', ...loadTableLines(result.load as LoadTable), '', '| ratio | value |', '|---|---|', ...Object.entries((result.load_ratios ?? {}) as Record<string, number>).map(([k, v]) => `| ${k} | ${v} |`), '', '#### CPU ms per request (this process: gateway and autocannon; sandboxes: Sentry, gofer, guest)', '', ...cpuTableLines(result.load as LoadTable));
   if (result.uffd) rows.push('', '### UFFD page server', '', '```json', JSON.stringify(result.uffd, null, 2), '```');
   if (result.drivers) rows.push('', ...driversTable(result.drivers as Record<string, DriverBench>));
   return rows.join('\n');
