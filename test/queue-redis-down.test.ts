@@ -168,6 +168,22 @@ describe('the queue while Redis is away (real Redis, fake engine)', () => {
     }
   });
 
+  test('cut() before the close (a forced stop): the fetch loops wait between retries instead of spinning, and the close still ends', async () => {
+    const w = new InvocationWorkers({ redisUrl: redis.redis.url, engine: new FakeEngine({ capacity: 1, invokeMs: 10 }), resolveDeployment: fakeDeployment, onError: quiet });
+    w.start('forced');
+    await w.ready();
+    w.cut();
+    // The first retry comes after BullMQ's runRetryDelay (1 s): measure after it.
+    await new Promise((r) => setTimeout(r, 1500));
+    const before = process.cpuUsage();
+    await new Promise((r) => setTimeout(r, 1000));
+    const used = process.cpuUsage(before);
+    const cpuMs = (used.user + used.system) / 1000;
+    assert.ok(cpuMs < 400, `${Math.round(cpuMs)} ms of CPU in the second after the cut`);
+    const closing = await timed(w.close());
+    assert.ok(closing.ms < 4000, `workers closed in ${closing.ms} ms`);
+  });
+
   test('cutConnections ends a reconnecting connection and its duplicates, failing what waits on them', async () => {
     const conn = connectRedis(redis.redis.url);
     conn.on('error', quiet);

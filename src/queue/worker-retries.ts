@@ -10,9 +10,13 @@ type Retry = (fn: () => Promise<unknown>, opts: Record<string, unknown>) => Prom
  * cut the connections, each retry fails at once, so a result that was on
  * its way to a Redis that went away becomes a loop of promises that starves
  * the event loop: the close never returns and the process spins at 100 %
- * CPU. Once `isCut()` is true a retry fails with a non-connection error
- * instead, which BullMQ does not retry; the job is run again elsewhere
- * after its lock expires, as the close already promises.
+ * CPU. Once `isCut()` is true and the worker is closing, a retry fails
+ * with a non-connection error instead, which BullMQ does not retry; the job
+ * is run again elsewhere after its lock expires, as the close already
+ * promises. Not before it is closing: a forced stop cuts the connections
+ * before the workers close, and an instant failure then would spin the
+ * fetch loop instead (BullMQ waits its runRetryDelay after a connection
+ * error while it is not closing).
  */
 export function endRetriesOnceCut(worker: Worker, isCut: () => boolean): void {
   const internals = worker as unknown as { retryIfFailed?: Retry };
@@ -21,7 +25,7 @@ export function endRetriesOnceCut(worker: Worker, isCut: () => boolean): void {
   if (typeof original !== 'function') return;
   internals.retryIfFailed = function (this: Worker, fn, opts) {
     return original.call(this, async () => {
-      if (isCut()) throw new ConnectionsCutError();
+      if (isCut() && worker.closing) throw new ConnectionsCutError();
       return fn();
     }, opts);
   };
