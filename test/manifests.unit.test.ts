@@ -75,7 +75,8 @@ describe('kubernetes manifests', () => {
     assert.equal(portOf(container, 'http'), port, 'containerPort "http" is the port the gateway listens on');
     const readiness = container.readinessProbe;
     assert.equal(portOf(container, readiness.httpGet.port), port);
-    assert.match(SRC, new RegExp(`app\\.get\\('${readiness.httpGet.path}'`), `the gateway serves ${readiness.httpGet.path}`);
+    // Every gateway route is declared with its documented path (src/gateway/declare.ts).
+    assert.match(SRC, new RegExp(`path: '${readiness.httpGet.path}'`), `the gateway serves ${readiness.httpGet.path}`);
     // Liveness is the port alone: /healthz turns 503 while Redis is away, which must not restart the pod.
     assert.equal(portOf(container, container.livenessProbe.tcpSocket.port), port);
   });
