@@ -12,6 +12,7 @@ import { readCallbackState } from '../invocation/callbacks/callback-outbox.ts';
 import { KEY_PREFIX, queueName, type InvocationMode, type InvocationJobData, type InvocationJobResult, type InvocationStatus } from './job-data.ts';
 import { closeConnections, connectRedis, cutConnections, settleWithin } from './redis-connection.ts';
 import { RedisHealth, type RedisHealthOptions } from './redis-health.ts';
+import { AbandonedJobs } from './abandoned-jobs.ts';
 import { openResult } from '../secrets/at-rest.ts';
 import type { SecretsKey } from '../secrets/envelope.ts';
 
@@ -23,9 +24,6 @@ export interface RetentionPolicy {
   failedAgeSeconds: number;
   failedCount: number;
 }
-
-/** How long after a reconnect an abandoned job Redis has never heard of is still expected to land. */
-const UNLANDED_AFTER_MS = 30_000;
 
 export const DEFAULT_RETENTION: RetentionPolicy = {
   completedAgeSeconds: 3600,
@@ -102,19 +100,9 @@ export class InvocationQueue {
   readonly #events = new Map<string, Promise<QueueEvents>>();
   readonly #maxQueued = new Map<string, number>();
   readonly #options: Required<Pick<InvocationQueueOptions, 'maxQueued' | 'attempts' | 'backoff' | 'enqueueTimeoutMs' | 'unavailableGraceMs' | 'onError'>>;
-  /**
-   * Sync jobs whose caller was told `queue_unavailable` while Redis was
-   * away: withdrawn when it is back, and never started by this node's
-   * workers meanwhile (isAbandoned). The same for any job whose enqueue was
-   * answered 503: it may still land after Redis is back (ioredis resends
-   * what was in flight), so an entry Redis does not know yet is looked at
-   * again for a while after the reconnect. Bounded: the oldest go first.
-   */
-  readonly #abandoned = new Map<string, { functionName: string; unknownSince?: number }>();
-  #withdrawAgain: NodeJS.Timeout | undefined;
-  readonly #offHealth: () => void;
+  /** Jobs whose callers were told `queue_unavailable`: never run (see AbandonedJobs). */
+  readonly #abandoned: AbandonedJobs;
   readonly #secretsKey: SecretsKey | undefined;
-  #withdrawing = false;
   #flows: FlowProducer | undefined;
   #closed = false;
 
@@ -132,7 +120,7 @@ export class InvocationQueue {
     this.#secretsKey = options.secretsKey;
     this.redis.on('error', (err: Error) => this.#options.onError(err));
     this.health = new RedisHealth(this.redis, options.health);
-    this.#offHealth = this.health.onChange(() => void this.#withdrawAbandoned());
+    this.#abandoned = new AbandonedJobs({ health: this.health, bullQueue: (fn) => this.bullQueue(fn), redisCall: (what, fn) => this.#redisCall(what, fn) });
   }
 
   /** The BullMQ queue of a function (shared with Schedules and tests). */
@@ -195,13 +183,13 @@ export class InvocationQueue {
       return added.id ?? id;
     });
     return enqueueing.then((landed) => {
-      this.#abandoned.delete(landed);
+      this.#abandoned.forget(landed);
       return landed;
     }, (err: unknown) => {
       // The caller hears 503 (nothing queued) now, but the add may still land: it must not run then.
       // With an Idempotency-Key the caller's retry is the same job, and withdrawing it could race that
       // retry's success; the key already keeps it from running twice.
-      if (err instanceof QueueUnavailableError && options.idempotencyKey === undefined) this.#abandon(id, functionName);
+      if (err instanceof QueueUnavailableError && options.idempotencyKey === undefined) this.#abandoned.add(id, functionName);
       throw err;
     });
   }
@@ -252,7 +240,7 @@ export class InvocationQueue {
     return status.result ? { ...status, result: this.#open(invocationId, status.result) } : status;
   }
 
-  /** A job whose caller this gateway answered `queue_unavailable`: not to be started (see #abandoned). */
+  /** A job whose caller this gateway answered `queue_unavailable`: not to be started (see AbandonedJobs). */
   isAbandoned(invocationId: string): boolean {
     return this.#abandoned.has(invocationId);
   }
@@ -276,7 +264,7 @@ export class InvocationQueue {
     try {
       return this.#open(invocationId, await Promise.race([waiting, watch.lost]));
     } catch (err) {
-      if (err instanceof QueueUnavailableError) this.#abandon(invocationId, fn);
+      if (err instanceof QueueUnavailableError) this.#abandoned.add(invocationId, fn);
       throw err;
     } finally {
       watch.cancel();
@@ -341,8 +329,7 @@ export class InvocationQueue {
     if (this.#closed) return;
     this.#closed = true;
     const reachable = this.health.available;
-    this.#offHealth();
-    clearTimeout(this.#withdrawAgain);
+    this.#abandoned.close();
     this.health.close();
     const closing = (async () => {
       const events = await Promise.allSettled([...this.#events.values()]);
@@ -438,62 +425,5 @@ export class InvocationQueue {
   async #neverRan(queue: Queue<InvocationJobData, InvocationJobResult>, id: string): Promise<boolean> {
     if ((await queue.getJobState(id)) !== 'failed') return false;
     return parseFailedReason((await queue.getJob(id))?.failedReason)?.code === 'queue_timeout';
-  }
-
-  #abandon(invocationId: string, functionName: string): void {
-    if (this.#abandoned.size >= 10_000) this.#abandoned.delete(this.#abandoned.keys().next().value!);
-    this.#abandoned.set(invocationId, { functionName });
-    // Redis may never have looked away (it was only slow): no reconnect will start the pass.
-    if (this.health.available && !this.#withdrawing) {
-      clearTimeout(this.#withdrawAgain);
-      this.#withdrawAgain = setTimeout(() => void this.#withdrawAbandoned(), 1000);
-      this.#withdrawAgain.unref();
-    }
-  }
-
-  /**
-   * Redis is back: remove the abandoned jobs that have not started; a running
-   * one is left to finish. One Redis has not heard of yet is looked at again
-   * until it lands (and is removed) or expires.
-   */
-  async #withdrawAbandoned(): Promise<void> {
-    if (!this.health.available) {
-      // Gone again: the next reconnect starts the clock anew.
-      for (const entry of this.#abandoned.values()) delete entry.unknownSince;
-      return;
-    }
-    if (this.#withdrawing || this.#closed) return;
-    this.#withdrawing = true;
-    clearTimeout(this.#withdrawAgain);
-    let pending = false;
-    try {
-      for (const [id, entry] of [...this.#abandoned]) {
-        if (this.#closed || !this.health.available) break;
-        const settled = await this.#redisCall(`withdrawing invocation ${id}`, async () => {
-          const queue = this.bullQueue(entry.functionName);
-          const state = await queue.getJobState(id);
-          // Still abandoned: a retry with its Idempotency-Key may have claimed it meanwhile.
-          if ((state === 'waiting' || state === 'delayed' || state === 'prioritized') && this.#abandoned.has(id)) {
-            await queue.remove(id);
-            return true;
-          }
-          if (state === 'completed' || state === 'failed') return true;
-          // Active: a worker took it and may not have asked isAbandoned yet; forgetting it now would let
-          // that worker run it. Kept until it has ended (refused here, or run by another node).
-          if (state !== 'unknown') return false;
-          // What was in flight is resent at the reconnect: unknown for this long, it never reached Redis.
-          entry.unknownSince ??= Date.now();
-          return Date.now() - entry.unknownSince > UNLANDED_AFTER_MS;
-        }).catch(() => false);
-        if (settled) this.#abandoned.delete(id);
-        else pending = true;
-      }
-    } finally {
-      this.#withdrawing = false;
-    }
-    if (pending && !this.#closed) {
-      this.#withdrawAgain = setTimeout(() => void this.#withdrawAbandoned(), 1000);
-      this.#withdrawAgain.unref();
-    }
   }
 }
