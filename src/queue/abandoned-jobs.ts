@@ -88,8 +88,8 @@ export class AbandonedJobs {
           const state = await queue.getJobState(id);
           // Still abandoned: a retry with its Idempotency-Key may have claimed it meanwhile.
           if ((state === 'waiting' || state === 'delayed' || state === 'prioritized') && this.#entries.has(id)) {
-            await queue.remove(id);
-            return true;
+            // 0, not an error, when a worker locked it in between: then it is active, and kept as such.
+            return (await queue.remove(id)) === 1;
           }
           if (state === 'completed' || state === 'failed') return true;
           // Active: a worker took it and may not have asked has() yet; forgetting it now would let
